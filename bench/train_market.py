@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""Re-id training check on real data: a Market-1501 proxy split, CPU, an ImageNet-pretrained small backbone.
+
+The 751 identities of Market-1501's `bounding_box_train` are split with `make_query_gallery` (half of them,
+375, become query/gallery, Market's protocol); the other half trains a model with a FastReID recipe through
+the same API the `reid-nb train` command uses (`recipe_dataloaders` -> `reid_learner` -> `fit_reid`).
+The table compares it with the same backbone's untrained (ImageNet-only) features on the same split.
+
+    flock /tmp/reid_heavy.lock python bench/train_market.py                 # 5 epochs at 96x48, ~30 min on 1 busy core
+    python bench/train_market.py --root /path/to/market1501_train --arch efficientnet_lite0
+
+Root: --root, else $REID_NB_MARKET, else ../shared/data/market1501_train (skips cleanly when absent).
+"""
+import argparse, json, os, sys, time, warnings
+from pathlib import Path
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--root', default=os.environ.get('REID_NB_MARKET', str(Path(__file__).resolve().parents[2]/'shared/data/market1501_train')))
+    p.add_argument('--arch', default='mobilenetv2_100', help="backbone with shipped ImageNet weights: mobilenetv2_100 or efficientnet_lite0")
+    p.add_argument('--recipe', default='bagtricks')
+    p.add_argument('--epochs', type=int, default=5)
+    p.add_argument('--size', type=int, nargs=2, default=[96, 48], help='H W (Market crops are 128x64)')
+    p.add_argument('--bs', type=int, default=64)
+    p.add_argument('--num-instances', type=int, default=4)
+    p.add_argument('--base-lr', type=float, default=7e-4)
+    p.add_argument('--steps', type=int, nargs='+', default=[80, 110], help='multi-step epochs on the recipe\'s 120-epoch scale')
+    p.add_argument('--n-test-ids', type=int, default=375)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--threads', type=int, default=1, help='torch threads; on a shared, busy 2-core machine 1 is ~5x faster than 2')
+    p.add_argument('--limit-ids', type=int, default=0, help='use only the first N identities (smoke tests)')
+    p.add_argument('--flip', action='store_true', help='flip TTA at evaluation (doubles its cost)')
+    p.add_argument('--out', default='/tmp/train_market')
+    a = p.parse_args(argv)
+
+    import torch
+    torch.set_num_threads(a.threads)
+    from reid_nb.core import seed_everything
+    from reid_nb.data.datasets import market1501, make_query_gallery
+    from reid_nb.backbones import shipped_weights
+    from reid_nb.models import build_model
+    from reid_nb.evaluate import extract_features, evaluate
+    from reid_nb.learner import recipe_dataloaders, reid_learner
+
+    root = Path(a.root)
+    if not (root/'bounding_box_train').is_dir():
+        print(f"skipped: Market-1501 train crops not found at {root}/bounding_box_train (set --root or $REID_NB_MARKET)"); return 0
+    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    seed_everything(a.seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # the query/test folders are absent by design
+        df = market1501(root)
+    if a.limit_ids: df = df[df.pid.isin(sorted(df.pid.unique())[:a.limit_ids])].reset_index(drop=True)
+    df = make_query_gallery(df, a.n_test_ids, seed=a.seed)
+    n = df.split.value_counts().to_dict()
+    print(f"split: {df[df.split=='train'].pid.nunique()} train ids / {n['train']} images; "
+          f"{df[df.split=='query'].pid.nunique()} test ids: {n['query']} query, {n['gallery']} gallery", flush=True)
+    dls = recipe_dataloaders(df, a.recipe, size=tuple(a.size), bs=a.bs, num_instances=a.num_instances, test_bs=256, num_workers=0, seed=a.seed)
+    weights = shipped_weights(a.arch)
+
+    t0 = time.time()
+    base = build_model(a.arch, num_classes=0, pretrained=weights, last_stride=1).eval()
+    r0 = evaluate(extract_features(base, dls.query, flip=a.flip, progress=False), extract_features(base, dls.gallery, flip=a.flip, progress=False))
+    t_base = time.time() - t0
+    print(f"ImageNet-only {a.arch}: rank-1 {r0.cmc[0]*100:.1f}  mAP {r0.mAP*100:.1f}  mINP {r0.mINP*100:.1f}  ({t_base:.0f} s)", flush=True)
+
+    seed_everything(a.seed)
+    learn = reid_learner(dls, a.arch, a.recipe, pretrained=weights, base_lr=a.base_lr, epochs=a.epochs, steps=a.steps,
+                         eval_period=10**6, flip=a.flip)  # evaluate once, after the last epoch
+    t0 = time.time()
+    res = learn.fit_reid(save_dir=out/'checkpoints')
+    t_train = time.time() - t0
+
+    rows = [('ImageNet-only (untrained)', r0, t_base), (f'{a.recipe} {a.epochs} ep', res, t_train)]
+    print(f"\nMarket-1501 proxy ({a.n_test_ids} test ids, seed {a.seed}), {a.arch} @ {a.size[0]}x{a.size[1]}, CPU x{a.threads}")
+    print('| model | rank-1 | mAP | mINP | time |\n|:--|--:|--:|--:|--:|')
+    for name, r, t in rows: print(f"| {name} | {r.cmc[0]*100:.1f} | {r.mAP*100:.1f} | {r.mINP*100:.1f} | {t/60:.1f} min |")
+    ratio = float(res.cmc[0] / max(r0.cmc[0], 1e-9))
+    print(f"rank-1 ratio trained / untrained: {ratio:.2f} ({'PASS' if ratio >= 2 else 'FAIL'}: needs >= 2)")
+    json.dump({'arch': a.arch, 'size': a.size, 'epochs': a.epochs, 'recipe': a.recipe, 'base_lr': a.base_lr,
+               'untrained': {'rank1': float(r0.cmc[0]), 'mAP': r0.mAP, 'mINP': r0.mINP},
+               'trained': {'rank1': float(res.cmc[0]), 'mAP': res.mAP, 'mINP': res.mINP},
+               'train_minutes': t_train / 60, 'ratio': ratio}, open(out/'results.json', 'w'), indent=1)
+    return 0 if ratio >= 2 else 1
+
+if __name__ == '__main__': sys.exit(main())
