@@ -21,7 +21,7 @@ Rows:
 import argparse, json, os, resource, subprocess, sys, time
 
 CASES = {'market': dict(nq=3368, ng=15913, ids=751, cams=6), 'msmt17': dict(nq=11659, ng=82161, ids=3060, cams=15)}
-DIM, NOISE, CAMBIAS = 2048, 3.0, 2.0
+DIM, NOISE, CAMBIAS = 2048, 2.8, 0.6
 
 def rss_mb():
     with open('/proc/self/status') as f:
