@@ -60,7 +60,7 @@ def main(argv=None):
 
     t0 = time.time()
     base = build_model(a.arch, num_classes=0, pretrained=weights, last_stride=1).eval()
-    r0 = evaluate(extract_features(base, dls.query, flip=a.flip, progress=False), extract_features(base, dls.gallery, flip=a.flip, progress=False))
+    r0 = evaluate(extract_features(base, dls.query, flip=a.flip, progress=False), extract_features(base, dls.gallery, flip=a.flip, progress=False), verbose=False)
     t_base = time.time() - t0
     print(f"ImageNet-only {a.arch}: rank-1 {r0.cmc[0]*100:.1f}  mAP {r0.mAP*100:.1f}  mINP {r0.mINP*100:.1f}  ({t_base:.0f} s)", flush=True)
 

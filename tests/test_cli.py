@@ -31,7 +31,7 @@ def test_demo(tmp_path):
 
 def _config(tmp_path):
     cfg = {'_BASE_': str(Path(__file__).resolve().parents[1]/'configs'/'Base-bagtricks.yml'),
-           'MODEL': {'BACKBONE': {'DEPTH': '18x', 'FEAT_DIM': 512, 'PRETRAIN': False}},
+           'MODEL': {'BACKBONE': {'NAME': 'build_osnet_backbone', 'DEPTH': 'x0_25', 'FEAT_DIM': 128, 'PRETRAIN': False}},
            'INPUT': {'SIZE_TRAIN': [64, 32], 'SIZE_TEST': [64, 32]},
            'DATASETS': {'NAMES': ['synthetic'], 'TESTS': ['synthetic']},
            'DATALOADER': {'NUM_WORKERS': 0}, 'SOLVER': {'IMS_PER_BATCH': 32, 'AMP': {'ENABLED': False}},
