@@ -21,8 +21,8 @@ from .core import save_checkpoint, load_checkpoint, get_rng_states, set_rng_stat
 
 # %% auto #0
 __all__ = ['warmup_factor', 'LRSchedule', 'WarmupCallback', 'CosineAfterDelay', 'MultiStepLR', 'FreezeBackbone', 'ClipGradients',
-           'MixedPrecision', 'mixed_precision', 'LossTerms', 'reid_eval', 'ReIDEvalCallback', 'training_state',
-           'CheckpointCallback']
+           'MixedPrecision', 'mixed_precision', 'TargetsToModel', 'LossTerms', 'reid_eval', 'ReIDEvalCallback',
+           'training_state', 'CheckpointCallback']
 
 # %% ../nbs/20_callbacks.ipynb #51e2d2a8
 def _run_iter(learn)->int:
@@ -181,6 +181,13 @@ def mixed_precision(dtype:str='fp16', allow_cpu:bool=False)->list:
     "The callbacks for mixed precision: autocast + (fp16) a GradScaler step after freeze/clip."
     amp = MixedPrecision(dtype, allow_cpu)
     return [amp, _AMPStep(amp)]
+
+# %% ../nbs/20_callbacks.ipynb #ed418843
+class TargetsToModel(Callback):
+    "Call the model as `model(x, targets)` on training batches (margin classifiers need the labels)."
+    order = 5
+    def before_batch(self):
+        if self.training and len(self.yb): self.learn.xb = (*self.xb, *self.yb)
 
 # %% ../nbs/20_callbacks.ipynb #3c6e23f0
 class _TermMetric(Metric):

@@ -6,7 +6,7 @@ Docs: https://reid-nb.github.io/reid_nb/learner.html.md"""
 
 # %% ../nbs/21_learner.ipynb #94b352cd
 from __future__ import annotations
-import copy, math, warnings
+import copy, inspect, math, warnings
 from functools import partial
 from pathlib import Path
 import torch
@@ -16,7 +16,7 @@ from fastcore.foundation import L
 from fastai.learner import Learner
 from fastai.optimizer import OptimWrapper
 from .callbacks import (WarmupCallback, CosineAfterDelay, MultiStepLR, FreezeBackbone, ClipGradients,
-                               mixed_precision, LossTerms, ReIDEvalCallback, CheckpointCallback)
+                               mixed_precision, LossTerms, ReIDEvalCallback, CheckpointCallback, TargetsToModel)
 from .losses import ReIDLoss
 
 # %% auto #0
@@ -181,6 +181,7 @@ def reid_learner(dls, # from `reid_dataloaders`: `dls.train` yields (img, label)
                     opt_func=partial(reid_optimizer, opt=s['opt'], momentum=s['momentum'], nesterov=s['nesterov']),
                     splitter=lambda m: param_groups(m, **s), lr=[g['lr'] for g in groups], wd=[g['weight_decay'] for g in groups],
                     cbs=cbs, path=path)
+    if 'targets' in inspect.signature(model.forward).parameters: learn.add_cb(TargetsToModel())
     learn.reid_recipe, learn.reid_arch = r, arch
     return learn
 
