@@ -199,6 +199,7 @@ def build_model(arch:str='resnet50', # backbone name, see `reid_nb.backbones.BAC
     def make_head(c): return EmbeddingHead(c, num_classes, embedding_dim=embedding_dim, neck=neck, neck_feat=neck_feat,
                                            cls_type=cls_type, scale=scale, margin=margin)
     if meta_arch == 'mgn': return MGN(backbone, pool, make_head, pixel_mean, pixel_std)
+    if arch.startswith('resnest') and last_stride == 1: fastreid_resnest_dilation(backbone)  # FastReID's ResNeSt dilates instead
     C = backbone.out_channels
     pool_layer = get_pooling(pool, in_channels=C) if pool in ('attn', 'attnpool', 'AttentionPooling') else get_pooling(pool)
     return ReIDModel(backbone, pool_layer, make_head(C), pixel_mean, pixel_std)
@@ -265,7 +266,6 @@ def build_model_from_config(cfg:dict|str|Path, # a config dict (from `load_confi
         warnings.warn("MODEL.BACKBONE.PRETRAIN is True but MODEL.BACKBONE.PRETRAIN_PATH is empty: reid_nb does not download "
                       "weights at run time; building with random weights (pass pretrained=<timm name or file>)")
     model = build_model(**kw)
-    if kw['arch'].startswith('resnest') and kw['last_stride'] == 1 and not isinstance(model, MGN): fastreid_resnest_dilation(model.backbone)
     fd = cfg_get(cfg, 'MODEL.BACKBONE.FEAT_DIM')
     C = model.out_channels if isinstance(model, MGN) else model.backbone.out_channels
     if fd != C: raise ValueError(f"config key MODEL.BACKBONE.FEAT_DIM = {fd} but backbone {kw['arch']!r} gives {C} channels")
