@@ -241,6 +241,7 @@ class _Bar:
     def __getattr__(self, k): return getattr(self.__dict__['dl'], k)
     def __len__(self): return len(self.dl)
     def __iter__(self):
+        if self.parent is None: return iter(self.dl)  # no master bar (e.g. `learn.no_bar()`): no nested bars either
         from fastprogress.fastprogress import progress_bar
         return iter(progress_bar(self.dl, parent=self.parent, leave=False))
 

@@ -6,7 +6,7 @@ Docs: https://reid-nb.github.io/reid_nb/cli.html.md"""
 
 # %% ../nbs/40_cli.ipynb #4a625c51
 from __future__ import annotations
-import argparse, json, os, sys, tempfile, time, warnings
+import argparse, contextlib, json, os, sys, tempfile, time, warnings
 from pathlib import Path
 
 # %% auto #0
@@ -48,6 +48,10 @@ def _frames(names:list, root:Path):
     return pd.concat(dfs, ignore_index=True) if len(dfs) > 1 else dfs[0]
 
 # %% ../nbs/40_cli.ipynb #5bb9a22f
+def _bars(learn):
+    "Progress bars on a terminal; none when output goes to a file or pipe (one line per update would flood a log)."
+    return contextlib.nullcontext() if sys.stdout.isatty() else learn.no_bar()
+
 def train(config_file:str, # FastReID-style YAML
           opts:list|None=None, # KEY VALUE overrides
           root:str|None=None, # datasets root
@@ -71,7 +75,7 @@ def train(config_file:str, # FastReID-style YAML
     learn = reid_learner(dls, recipe=r, path=out, cbs=CSVLogger(fname='log.csv', append=resume))
     last = out/'checkpoints'/'last.pth'
     if resume and not last.is_file(): raise CLIError(f"--resume: {last} does not exist")
-    res = learn.fit_reid(epochs, resume=last if resume else None, save_dir=out/'checkpoints')
+    with _bars(learn): res = learn.fit_reid(epochs, resume=last if resume else None, save_dir=out/'checkpoints')
     name = '+'.join(r['run']['tests'] or r['run']['datasets'])
     print(res.table(name))
     json.dump({k: float(v) if not isinstance(v, str) else v for k, v in res.metrics().items()}, open(out/'results.json', 'w'), indent=1)
@@ -149,7 +153,7 @@ def demo(out:str|Path|None=None, # output folder (default: a new temporary folde
     learn = reid_learner(dls, arch, 'bagtricks', pretrained=pretrained, base_lr=base_lr, epochs=epochs, sched='constant', eval_period=10**6)
     print(f"synthetic re-id: {dls.n_classes} training identities, {len(dls.query_df)} query / {len(dls.gallery_df)} gallery images, "
           f"{arch}{' (ImageNet weights)' if pretrained else ''} -> {out}", flush=True)
-    res = learn.fit_reid(save_dir=out/'checkpoints')
+    with _bars(learn): res = learn.fit_reid(save_dir=out/'checkpoints')
     print(res.table('synthetic'))
     res.plot_rank_list(n=5, topk=8)
     pic = out/'rank_list.png'
