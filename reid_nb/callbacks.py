@@ -6,7 +6,7 @@ Docs: https://reid-nb.github.io/reid_nb/callbacks.html.md"""
 
 # %% ../nbs/20_callbacks.ipynb #ea056c36
 from __future__ import annotations
-import inspect, math, time, warnings
+import math, time, warnings
 from contextlib import nullcontext
 from pathlib import Path
 import numpy as np
@@ -190,6 +190,10 @@ class TargetsToModel(Callback):
         if self.training and len(self.yb): self.learn.xb = (*self.xb, *self.yb)
 
 # %% ../nbs/20_callbacks.ipynb #3c6e23f0
+def _without(metrics, added)->L:
+    "`metrics` less the columns a callback `added` (by identity), so callbacks undo only their own additions."
+    return L(m for m in metrics if not any(m is a for a in added))
+
 class _TermMetric(Metric):
     "Epoch mean of one loss term, read from `loss_func.last`."
     def __init__(self, name): self._name = name
@@ -209,14 +213,14 @@ class LossTerms(Callback):
         lf = self.learn.loss_func
         self.names = list(getattr(lf, 'specs', None) or getattr(lf, 'terms', None) or {})  # ReIDLoss keeps its terms in `specs`
         if not hasattr(self.learn, 'reid_loss_terms') or getattr(self.learn, 'reid_iter0', 0) == 0: self.learn.reid_loss_terms = {}
-        self._old = self.learn.metrics
-        self.learn.metrics = L(self._old) + [_TermMetric(n) for n in self.names]
+        self._added = [_TermMetric(n) for n in self.names]
+        self.learn.metrics = L(self.learn.metrics) + self._added
         self.learn.recorder.train_metrics = True
     def after_batch(self):
         if not self.training: return
         for k, v in (getattr(self.learn.loss_func, 'last', None) or {}).items():
             self.learn.reid_loss_terms.setdefault(k, []).append(float(v))
-    def after_fit(self): self.learn.metrics = self._old
+    def after_fit(self): self.learn.metrics = _without(self.learn.metrics, self._added)
 
 # %% ../nbs/20_callbacks.ipynb #fb6c30b4
 def reid_eval(model:nn.Module, # a model whose eval-mode forward returns B×D embeddings
@@ -229,10 +233,8 @@ def reid_eval(model:nn.Module, # a model whose eval-mode forward returns B×D em
              ):
     "Extract query/gallery features and rank them: a `ReIDResult` (cmc, mAP, mINP)."
     from reid_nb.evaluate import extract_features, evaluate
-    def _feats(dl):
-        if parent is None: return extract_features(model, dl, flip=flip)
-        return extract_features(model, _Bar(dl, parent), flip=flip, progress=False)  # nested in fastai's bar
-    if 'verbose' in inspect.signature(evaluate).parameters: kwargs.setdefault('verbose', False)  # fastai shows the metrics
+    def _feats(dl): return extract_features(model, _Bar(dl, parent), flip=flip, progress=False)  # bars nest in fastai's, if any
+    kwargs.setdefault('verbose', False)  # fastai shows the metrics
     return evaluate(_feats(query_dl), _feats(gallery_dl), metric=metric, **kwargs)
 
 class _Bar:
@@ -275,8 +277,8 @@ class ReIDEvalCallback(Callback):
         for k in ('query', 'gallery'):
             if getattr(self.dls, k, None) is None: raise AttributeError(f"ReIDEvalCallback needs `dls.{k}` (see reid_dataloaders)")
         self.learn.reid_metrics, self.learn.reid_result = {}, None
-        self._old = self.learn.metrics
-        self.learn.metrics = L(self._old) + [_ValueMet(self.learn, n) for n in self.names]
+        self._added = [_ValueMet(self.learn, n) for n in self.names]
+        self.learn.metrics = L(self.learn.metrics) + self._added
         self.learn.recorder.train_metrics, self.learn.recorder.valid_metrics = True, False
     def before_epoch(self): self.learn.reid_metrics = {}
     def _due(self):
@@ -297,7 +299,7 @@ class ReIDEvalCallback(Callback):
                 return reid_eval(m, self.dls.query, self.dls.gallery, self.flip, self.metric, parent=mbar, **self.eval_kw)
         finally: m.train(was)
     def before_validate(self): raise CancelValidException()  # no loss-based validation on query/gallery
-    def after_fit(self): self.learn.metrics = self._old
+    def after_fit(self): self.learn.metrics = _without(self.learn.metrics, self._added)
 
 # %% ../nbs/20_callbacks.ipynb #14ebf097
 def _loader_state(dl)->dict:

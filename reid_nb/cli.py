@@ -113,16 +113,14 @@ def load_model(r:dict, # a recipe (its `model` part)
 def evaluate_checkpoint(config_file:str, weights:str, opts:list|None=None, root:str|None=None):
     "Evaluate `weights` on the config's DATASETS.TESTS; returns a `ReIDResult`."
     from reid_nb.learner import recipe_from_config
-    from reid_nb.evaluate import extract_features, evaluate
+    from reid_nb.callbacks import reid_eval
     cfg, oroot = _load(config_file, opts)
     r = recipe_from_config(cfg)
     model = load_model(r, weights, cfg)
-    if isinstance(model, tuple): model = model[0]
     df = _frames(r['run']['tests'], data_root(root or oroot))
     q, g = _test_loaders(df, r)
     t = r['test']
-    res = evaluate(extract_features(model, q, flip=t['flip']), extract_features(model, g, flip=t['flip']), metric=t['metric'],
-                   rerank=t.get('rerank'), qe=t.get('qe'), verbose=False)
+    res = reid_eval(model, q, g, flip=t['flip'], metric=t['metric'], rerank=t.get('rerank'), qe=t.get('qe'))
     print(res.table('+'.join(r['run']['tests'])))
     return res
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from fastprogress.fastprogress import progress_bar
 from .metrics import ReIDAccumulator, RankResult, RocResult, iter_distance, _auto_chunk, _check_metric
+from .rerank import query_expansion, rerank_features
 from . import visualize
 
 # %% auto #0
@@ -156,11 +157,6 @@ class ReIDResult:
         return visualize.plot_distances(*self.hist, **kwargs)
 
 # %% ../nbs/33_evaluate.ipynb #8d46f75e
-def _lazy_rerank():
-    try: import reid_nb.rerank as rr
-    except ImportError as e: raise ImportError("rerank/qe need reid_nb.rerank, which is not available") from e
-    return rr
-
 @torch.no_grad()
 def evaluate(q:Features, # query features
              g:Features, # gallery features
@@ -181,11 +177,11 @@ def evaluate(q:Features, # query features
     _check_metric(metric)
     dev = torch.device(device) if device is not None else q.device
     qf, gf = q.feats.to(dev), g.feats.to(dev)
-    if qe is not None: qf, gf = _lazy_rerank().query_expansion(qf, gf, **qe)
+    if qe is not None: qf, gf = query_expansion(qf, gf, **qe)
     npairs = len(q) * len(g)
     if roc_max_fpr is None: roc_max_fpr = 1. if npairs <= 1 << 24 else max(max(fprs), 1e-2)
     if rerank is not None:
-        dist = _lazy_rerank().rerank_features(qf, gf, metric=metric, **rerank)
+        dist = rerank_features(qf, gf, metric=metric, **rerank)
         dist = torch.as_tensor(dist).to(dev).float()
         cs = chunk_size or _auto_chunk(len(g))
         blocks = ((i, i + cs, dist[i:i + cs]) for i in range(0, len(q), cs))

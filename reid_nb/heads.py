@@ -158,8 +158,9 @@ class EmbeddingHead(nn.Module):
         if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[2:] != (1, 1):
             raise ValueError(f"EmbeddingHead expects a pooled feature B×{self.in_channels}(×1×1), got {tuple(x.shape)}")
         pool = x.flatten(1)
+        if not self.training and self.neck_feat == 'before': return pool  # the neck is not needed
         neck = self.bottleneck(x).flatten(1)
-        if not self.training: return neck if self.neck_feat == 'after' else pool
+        if not self.training: return neck
         if self.cls_layer is None: return HeadOutput(pool, neck)
         raw = self.cls_layer.raw_logits(neck, self.weight)
         logits = self.cls_layer.margin(raw, targets) if targets is not None else raw

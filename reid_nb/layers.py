@@ -166,6 +166,7 @@ def get_pooling(name:str, # a key of `POOLINGS` or an alias (FastReID class name
     "Build a pooling layer by name; every one returns B×C×1×1."
     key = name if name in POOLINGS else _POOL_ALIASES.get(name)
     if key is None: raise KeyError(f"unknown pooling {name!r}; valid: {sorted(POOLINGS)} (aliases: {sorted(_POOL_ALIASES)})")
-    if key == 'attnpool' and 'in_channels' not in kw: raise TypeError("get_pooling('attnpool') needs in_channels=<C of the feature map>")
+    if key != 'attnpool': kw.pop('in_channels', None)  # only attention pooling has weights sized by C
+    elif 'in_channels' not in kw: raise TypeError("get_pooling('attnpool') needs in_channels=<C of the feature map>")
     if 'norm' in kw: kw['p'] = kw.pop('norm')  # FastReID's name for the GeM exponent
     return POOLINGS[key](**kw)

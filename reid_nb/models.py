@@ -138,7 +138,7 @@ class MGN(_Normalized):
         C = getattr(backbone, 'out_channels', None) or self._out_channels(l4)
         make_head = make_head or (lambda c: EmbeddingHead(c, 0))
         for n in MGN_HEADS: setattr(self, f'{n}_head', make_head(C))
-        self.pools = nn.ModuleDict({n: get_pooling(pool) if isinstance(pool, str) else copy.deepcopy(pool) for n in MGN_HEADS})
+        self.pools = nn.ModuleDict({n: get_pooling(pool, in_channels=C) if isinstance(pool, str) else copy.deepcopy(pool) for n in MGN_HEADS})
         self.out_channels = C
         self._init_norm(pixel_mean, pixel_std)
 
@@ -189,6 +189,7 @@ def build_model(arch:str='resnet50', # backbone name, see `reid_nb.backbones.BAC
                 scale:float=1., # classifier scale s
                 margin:float=0., # classifier margin m
                 meta_arch:str='baseline', # 'baseline' (ReIDModel) or 'mgn'
+                resnest_dilation:bool=False, # FastReID's ResNeSt: with last_stride=1, dilate `layer4` (see `fastreid_resnest_dilation`)
                 pixel_mean=IMAGENET_MEAN, # input normalisation, for RGB in [0, 1]
                 pixel_std=IMAGENET_STD,
                 **backbone_kw, # more arguments for `build_backbone`
@@ -199,9 +200,9 @@ def build_model(arch:str='resnet50', # backbone name, see `reid_nb.backbones.BAC
     def make_head(c): return EmbeddingHead(c, num_classes, embedding_dim=embedding_dim, neck=neck, neck_feat=neck_feat,
                                            cls_type=cls_type, scale=scale, margin=margin)
     if meta_arch == 'mgn': return MGN(backbone, pool, make_head, pixel_mean, pixel_std)
-    if arch.startswith('resnest') and last_stride == 1: fastreid_resnest_dilation(backbone)  # FastReID's ResNeSt dilates instead
+    if resnest_dilation and last_stride == 1: fastreid_resnest_dilation(backbone)
     C = backbone.out_channels
-    pool_layer = get_pooling(pool, in_channels=C) if pool in ('attn', 'attnpool', 'AttentionPooling') else get_pooling(pool)
+    pool_layer = get_pooling(pool, in_channels=C)
     return ReIDModel(backbone, pool_layer, make_head(C), pixel_mean, pixel_std)
 
 # %% ../nbs/14_models.ipynb #1fd588e3
@@ -251,7 +252,7 @@ def fastreid_model_args(cfg:dict)->dict:
                 pool=g('HEADS.POOL_LAYER'), embedding_dim=int(g('HEADS.EMBEDDING_DIM')),
                 neck='bnneck' if g('HEADS.WITH_BNNECK') else 'linear', neck_feat='after',
                 cls_type=_FR_CLS[g('HEADS.CLS_LAYER')], scale=float(g('HEADS.SCALE')), margin=float(g('HEADS.MARGIN')),
-                meta_arch=_FR_META[meta], pixel_mean=tuple(mean), pixel_std=tuple(std))
+                meta_arch=_FR_META[meta], pixel_mean=tuple(mean), pixel_std=tuple(std), **({'resnest_dilation': True} if resnest else {}))
 
 def build_model_from_config(cfg:dict|str|Path, # a config dict (from `load_config`) or a YAML path
                             num_classes:int|None=None, # identities; None: MODEL.HEADS.NUM_CLASSES

@@ -40,6 +40,7 @@ def test_workers_deterministic(frame):
     mk = lambda: reid_dataloaders(frame, size=(64, 32), bs=P*K, num_instances=K, num_workers=2, seed=3)
     a, b = mk(), mk()
     ea, eb = list(a.train), list(b.train)
+    assert len(ea) == len(eb) > 0
     for (xa, ya), (xb, yb) in zip(ea, eb):
         assert torch.equal(ya, yb) and torch.equal(xa, xb)
     ea2 = list(a.train)

@@ -28,6 +28,10 @@ def test_two_epoch_fit_loss_decreases(frame):
     names = list(learn.recorder.metric_names)
     for k in ('ce', 'triplet', 'rank1', 'mAP', 'mINP'): assert k in names
     close(learn.recorder.values[-1][names.index('mAP') - 1], res.mAP, eps=1e-6)
+    # a second fit shows each column once, and the callbacks leave `learn.metrics` as they found it
+    with learn.no_bar(), learn.no_logging(): learn.fit_reid(1)
+    eq(list(learn.recorder.metric_names), names)
+    eq(len(learn.metrics), 0)
 
 def test_resume_matches_uninterrupted(frame, tmp_path):
     "2 epochs in one go == 1 epoch, checkpoint, a fresh learner (other seed) resumed for the 2nd epoch."
