@@ -5,7 +5,7 @@ through reid_nb's loaders, with 0 and 2 worker processes, on the real Market-150
 
 ROOT (or $REID_MARKET_ROOT) is Market-1501's `bounding_box_train/` folder (default
 ../shared/data/market1501_train/bounding_box_train from the repository root); the script exits
-cleanly (status 0, a message) when it is absent. Heavy: run it under `flock /tmp/reid_heavy.lock`.
+cleanly (status 0, a message) when it is absent.
 """
 import argparse, os, sys, time, warnings
 from pathlib import Path

@@ -1,6 +1,6 @@
 """Speed and peak memory of reid_nb's evaluation on synthetic features with real benchmark shapes.
 
-    flock /tmp/reid_heavy.lock python bench/eval.py                   # Market-1501 and MSMT17
+    python bench/eval.py                   # Market-1501 and MSMT17
     python bench/eval.py --cases market --fastreid-cy /tmp/frcy        # with FastReID's compiled evaluate_rank
 
 Shapes: Market-1501 3,368 queries x 15,913 gallery, 751 ids, 6 cameras; MSMT17 11,659 x 82,161,

@@ -1,7 +1,7 @@
 """Speed and memory of reid_nb.rerank on synthetic features shaped like real benchmarks.
 
-    flock /tmp/reid_heavy.lock python bench/rerank.py                  # Market-1501 + MSMT17 shapes
-    flock /tmp/reid_heavy.lock python bench/rerank.py --cases market --reference half
+    python bench/rerank.py                  # Market-1501 + MSMT17 shapes
+    python bench/rerank.py --cases market --reference half
 
 Each measurement runs in its own subprocess, so its peak RSS (resident memory, the whole Python process
 including torch and the features) is its own. The reference is FastReID 1.4.0's `re_ranking` (NumPy, from

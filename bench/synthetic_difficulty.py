@@ -2,7 +2,7 @@
 
 Run (heavy jobs one at a time on the shared machine):
 
-    flock /tmp/reid_heavy.lock python bench/synthetic_difficulty.py [--n-ids 200 --n-cams 6 --imgs-per-id 10 --seconds 60]
+    python bench/synthetic_difficulty.py [--n-ids 200 --n-cams 6 --imgs-per-id 10 --seconds 60]
 
 The dataset is split by `make_query_gallery` (half the identities are test identities, the other half train the
 CNN). Evaluation is the Market-1501 protocol in plain numpy: cosine distance, gallery images with the query's pid
@@ -14,13 +14,13 @@ Rows printed:
 - tiny CNN: 4 conv-BN-ReLU-maxpool blocks (32-64-128-128 channels), global average pooling, linear classifier,
   cross-entropy on the train identities with random horizontal flips, Adam 3e-3, batch 64, 64×32 input,
   trained for `--seconds` × `--threads` of process CPU time (what `--seconds` of wall time gives on idle cores, so
-  a busy shared machine does not change the result); its 128-d pooled features are the embedding.
+  other jobs on the same cores do not change the result); its 128-d pooled features are the embedding.
 - chance: expected rank-1 of a random ranking (mean over queries of matches / gallery size).
 """
 import argparse, tempfile, time
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from PIL import Image
-from reid_nb.data.datasets import synthetic_reid
+from reid_nb.data.synthetic import synthetic_reid
 
 
 def market_eval(qf, gf, q_pids, g_pids, q_cams, g_cams):

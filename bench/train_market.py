@@ -6,8 +6,8 @@ The 751 identities of Market-1501's `bounding_box_train` are split with `make_qu
 the same API the `reid-nb train` command uses (`recipe_dataloaders` -> `reid_learner` -> `fit_reid`).
 The table compares it with the same backbone's untrained (ImageNet-only) features on the same split.
 
-    flock /tmp/reid_heavy.lock python bench/train_market.py                 # 6 epochs at 128x64: ~22 min training + ~5 min evaluation, 1 core
-    flock /tmp/reid_heavy.lock python bench/train_market.py --size 96 48 --epochs 5    # ~14 min training
+    python bench/train_market.py                 # 6 epochs at 128x64: ~22 min training + ~5 min evaluation, 1 core
+    python bench/train_market.py --size 96 48 --epochs 5    # ~14 min training
     python bench/train_market.py --root /path/to/market1501_train --arch efficientnet_lite0
 
 Measured (2-core shared machine, 1 torch thread, MobileNetV2 with its shipped ImageNet weights):
@@ -32,7 +32,7 @@ def main(argv=None):
     p.add_argument('--steps', type=int, nargs='+', default=[80, 110], help='multi-step epochs on the recipe\'s 120-epoch scale')
     p.add_argument('--n-test-ids', type=int, default=375)
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--threads', type=int, default=1, help='torch threads; on a shared, busy 2-core machine 1 is ~5x faster than 2')
+    p.add_argument('--threads', type=int, default=1, help='torch threads (where other jobs share the cores, 1 can be much faster than several)')
     p.add_argument('--limit-ids', type=int, default=0, help='use only the first N identities (smoke tests)')
     p.add_argument('--flip', action='store_true', help='flip TTA at evaluation (doubles its cost)')
     p.add_argument('--out', default='/tmp/train_market')

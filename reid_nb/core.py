@@ -6,13 +6,14 @@ Docs: https://reid-nb.github.io/reid_nb/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #82e8222d
 from __future__ import annotations
-import os, random, warnings
+import os, random, sys
 from pathlib import Path
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['default_device', 'seed_everything', 'get_rng_states', 'set_rng_states', 'save_checkpoint', 'load_checkpoint']
+__all__ = ['default_device', 'InputError', 'InputValueError', 'InputKeyError', 'InputTypeError', 'InputFileError', 'interactive',
+           'seed_everything', 'get_rng_states', 'set_rng_states', 'save_checkpoint', 'load_checkpoint']
 
 # %% ../nbs/00_core.ipynb #2e45e1da
 def default_device(prefer:str|None=None, # 'cuda', 'mps' or 'cpu'; None picks the best available
@@ -27,6 +28,22 @@ def default_device(prefer:str|None=None, # 'cuda', 'mps' or 'cpu'; None picks th
     if torch.cuda.is_available(): return torch.device('cuda')
     if hasattr(torch.backends, 'mps') and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
+
+# %% ../nbs/00_core.ipynb #ea4bdf68
+class InputError(Exception):
+    "A bad input — file, key or value — with a message that names it; reported in one line, without a traceback."
+    def __str__(self): return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+class InputValueError(InputError, ValueError): "A value that is out of range or does not fit."
+class InputKeyError(InputError, KeyError): "An unknown name or key."
+class InputTypeError(InputError, TypeError): "A value of the wrong type."
+class InputFileError(InputError, FileNotFoundError): "A file or folder that is missing, unreadable, truncated or not what it should be."
+
+# %% ../nbs/00_core.ipynb #7c6e2618
+def interactive()->bool:
+    "Is output watched by a person — a Jupyter notebook or a terminal? (Else: a log file or a pipe.)"
+    from fastcore.imports import IN_NOTEBOOK
+    return bool(IN_NOTEBOOK) or sys.stdout.isatty()
 
 # %% ../nbs/00_core.ipynb #68f9fb7d
 def seed_everything(seed:int=0, # the seed for python, numpy and torch (CPU and CUDA)
@@ -81,13 +98,20 @@ def save_checkpoint(path:str|Path, # file to write (parent folders are created)
 def load_checkpoint(path:str|Path, # a file written by `save_checkpoint` (or any plain state dict)
                     map_location='cpu', # where tensors are loaded
                    )->dict:
-    "Load a checkpoint without unpickling arbitrary objects; errors name the file."
+    "Load a checkpoint without unpickling arbitrary objects; errors name the file and say what is wrong with it."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if not path.is_file(): raise InputFileError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0: raise InputFileError(f"checkpoint {path} is empty (0 bytes)")
     try:
         with torch.serialization.safe_globals(_np_safe_globals()):
             d = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise RuntimeError(f"checkpoint {path} could not be loaded safely (weights_only=True): {e}") from e
-    if not isinstance(d, dict): raise TypeError(f"checkpoint {path} holds a {type(d).__name__}, expected a dict")
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if 'weights_only' in str(e) or 'Unsupported global' in str(e) or 'WeightsUnpickler' in str(e):
+            raise InputFileError(f"checkpoint {path} holds pickled Python objects, which reid_nb does not load "
+                                 f"(loading them could run arbitrary code): {first}") from e
+        raise InputFileError(f"checkpoint {path} is not a readable torch file (truncated or corrupt?): {first}") from e
+    if not isinstance(d, dict): raise InputFileError(f"checkpoint {path} holds a {type(d).__name__}, expected a dict")
     return d
+
+

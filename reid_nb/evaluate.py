@@ -1,4 +1,4 @@
-"""From a model and query/gallery loaders to CMC, mAP, mINP and TPR@FPR in bounded memory: `extract_features`, `evaluate`, `ReIDResult`.
+"""From a model and query/gallery loaders to CMC, mAP, mINP and TPR@FPR in bounded memory: `extract_features`, `evaluate`, `reid_eval`, `ReIDResult`.
 
 Docs: https://reid-nb.github.io/reid_nb/evaluate.html.md"""
 
@@ -6,20 +6,23 @@ Docs: https://reid-nb.github.io/reid_nb/evaluate.html.md"""
 
 # %% ../nbs/33_evaluate.ipynb #77fabdc3
 from __future__ import annotations
-import math
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+from fastcore.meta import delegates
 from fastprogress.fastprogress import progress_bar
-from .metrics import ReIDAccumulator, RankResult, RocResult, iter_distance, _auto_chunk, _check_metric
+from .core import InputValueError, InputTypeError, interactive
+from .metrics import (RankResult, RocResult, collect, RankCollector, CUHK03Collector, TopKCollector, RocCollector,
+                             HistCollector, iter_distance, _row_blocks, _check_metric, _check_protocol)
 from .rerank import query_expansion, rerank_features
 from . import visualize
 
 # %% auto #0
-__all__ = ['Features', 'extract_features', 'ReIDResult', 'evaluate']
+__all__ = ['TEST_DEFAULTS', 'Features', 'extract_features', 'ReIDResult', 'evaluate', 'reid_eval']
 
 # %% ../nbs/33_evaluate.ipynb #c2c6a20a
 @dataclass
@@ -35,8 +38,8 @@ class Features:
         self.camids = torch.as_tensor(np.asarray(self.camids) if not isinstance(self.camids, Tensor) else self.camids, dtype=torch.int64)
         n = len(self.feats)
         if len(self.pids) != n or len(self.camids) != n or (self.paths is not None and len(self.paths) != n):
-            raise ValueError(f"Features: {n} feats but {len(self.pids)} pids, {len(self.camids)} camids"
-                             + (f", {len(self.paths)} paths" if self.paths is not None else ''))
+            raise InputValueError(f"Features: {n} feats but {len(self.pids)} pids, {len(self.camids)} camids"
+                                  + (f", {len(self.paths)} paths" if self.paths is not None else ''))
         if self.paths is not None: self.paths = [str(p) for p in self.paths]
 
     def __len__(self): return len(self.feats)
@@ -63,6 +66,8 @@ class Features:
                 f"{len(torch.unique(self.pids))} ids, {len(torch.unique(self.camids))} cameras)")
 
 # %% ../nbs/33_evaluate.ipynb #482151a3
+TEST_DEFAULTS = dict(metric='cosine', flip=False)
+
 def _embedding(out):
     "The B×D embedding from a model's output (a tensor, or an object/dict with `neck`/`features`)."
     if isinstance(out, Tensor): return out
@@ -70,59 +75,71 @@ def _embedding(out):
         v = out.get(k) if isinstance(out, dict) else getattr(out, k, None)
         if isinstance(v, Tensor): return v
     if isinstance(out, (tuple, list)) and len(out) and isinstance(out[0], Tensor): return out[0]
-    raise TypeError(f"cannot find an embedding in a model output of type {type(out).__name__}")
+    raise InputTypeError(f"cannot find an embedding in a model output of type {type(out).__name__}")
+
+def _batch_paths(b, n:int)->list|None:
+    "The `n` image paths a batch carries as its 4th item; None for a 3-item batch."
+    if len(b) < 4: return None
+    ps = b[3]
+    if isinstance(ps, (str, os.PathLike)) or len(ps) != n or not all(isinstance(p, (str, os.PathLike)) for p in ps):
+        raise InputValueError(f"the 4th item of a batch should be its {n} image paths; got {type(ps).__name__}")
+    return [str(p) for p in ps]
 
 @torch.no_grad()
 def extract_features(model:nn.Module, # image batch B×3×H×W in [0, 1] -> B×D embeddings (in eval mode)
-                     dl, # iterable of (img, pid, camid) batches, e.g. `dls.query`
-                     flip:bool=True, # average with the horizontally flipped image
+                     dl, # iterable of (img, pid, camid, path) or (img, pid, camid) batches, e.g. `dls.query`
+                     flip:bool=TEST_DEFAULTS['flip'], # average with the horizontally flipped image
                      norm:bool=True, # L2-normalise the embeddings
-                     progress:bool=True, # show a progress bar
+                     progress:bool|None=None, # show a progress bar; None: only in a notebook or a terminal
                     )->Features:
-    "Embeddings of every image of `dl`, with pids, camids and paths, on the model's device."
+    "Embeddings of every image of `dl`, with pids, camids and the batches' paths, on the model's device."
     dev = next(iter(model.parameters()), torch.zeros(0)).device
+    if progress is None: progress = interactive()
     was_training = model.training
     model.eval()
-    feats, pids, camids = [], [], []
+    feats, pids, camids, paths = [], [], [], []
     try:
         for b in (progress_bar(dl, leave=False) if progress else dl):
-            if len(b) < 3: raise ValueError(f"extract_features needs (img, pid, camid) batches; got {len(b)} items (a training loader?)")
+            if len(b) < 3: raise InputValueError(f"extract_features needs (img, pid, camid[, path]) batches; got {len(b)} items (a training loader?)")
             img, pid, camid = b[0].to(dev), b[1], b[2]
             f = _embedding(model(img)).float()
             if flip: f = (f + _embedding(model(img.flip(3))).float()) / 2
             if norm: f = F.normalize(f, dim=1)
             feats.append(f); pids.append(torch.as_tensor(pid).cpu()); camids.append(torch.as_tensor(camid).cpu())
+            bp = _batch_paths(b, len(img))
+            if bp is None: paths = None                      # paths only if every batch has them
+            elif paths is not None: paths.extend(bp)
     finally: model.train(was_training)
-    if not feats: raise ValueError("extract_features: the loader yielded no batch")
-    df = getattr(getattr(dl, 'dataset', None), 'df', None)
-    paths = df['path'].astype(str).tolist() if df is not None and 'path' in df and len(df) == sum(map(len, pids)) else None
+    if not feats: raise InputValueError("extract_features: the loader yielded no batch")
     return Features(torch.cat(feats), torch.cat(pids), torch.cat(camids), paths)
 
-# %% ../nbs/33_evaluate.ipynb #f953c8f8
+# %% ../nbs/33_evaluate.ipynb #80e71b2c
 _FPRS = (1e-4, 1e-3, 1e-2)
+
+def _part(part:str, name:str)->property:
+    "A read-only property that reads `self.<part>.<name>`."
+    return property(lambda self: getattr(getattr(self, part), name), doc=f"`{part}.{name}`")
 
 @dataclass
 class ReIDResult:
-    "The outcome of `evaluate`: metrics, per-query values and what the plots need."
-    cmc:Tensor # (max_rank,) CMC
-    mAP:float
-    mINP:float
-    tpr_at_fpr:dict # {fpr: tpr}
-    all_AP:Tensor # (num_valid,) AP of each valid query
-    all_INP:Tensor # (num_valid,) INP of each valid query
-    num_valid:int
-    valid:Tensor # (num_query,) bool
-    topk_idx:Tensor # (num_query, k) ranked gallery indices, -1 padding
+    "The outcome of `evaluate`: the ranking and the ROC, with the identities, cameras and paths the plots need."
+    rank:RankResult # CMC, mAP, mINP, per-query AP/INP, valid queries, top-k lists
+    roc:RocResult # ROC of the kept pairs, TPR@FPR
     q_pids:Tensor; g_pids:Tensor; q_camids:Tensor; g_camids:Tensor
     q_paths:list|None=None; g_paths:list|None=None
-    roc:RocResult|None=None
     hist:tuple|None=None # (edges, same-identity counts, different-identity counts)
     metric:str='cosine'
     protocol:str='market'
 
+    # read-only views of the parts, under the names callers know
+    cmc, mAP, mINP, topk_idx = _part('rank', 'cmc'), _part('rank', 'mAP'), _part('rank', 'mINP'), _part('rank', 'topk')
+    all_AP, all_INP, num_valid, valid = _part('rank', 'all_AP'), _part('rank', 'all_INP'), _part('rank', 'num_valid'), _part('rank', 'valid')
+    tpr_at_fpr = _part('roc', 'tpr_at_fpr')
+
     def metrics(self)->dict:
-        "FastReID's result dict: Rank-1/5/10, mAP, mINP, metric, TPR@FPR (percent, TPR in [0, 1] as FastReID)."
-        d = {f"Rank-{k}": self.cmc[k - 1].item() * 100 for k in (1, 5, 10) if k <= len(self.cmc)}
+        "Evaluated/all queries, then FastReID's result dict: Rank-1/5/10, mAP, mINP, metric (percent), TPR@FPR (in [0, 1], as FastReID)."
+        d = {'Queries': f"{self.num_valid}/{len(self.valid)}"}
+        d.update({f"Rank-{k}": self.cmc[k - 1].item() * 100 for k in (1, 5, 10) if k <= len(self.cmc)})
         d.update({'mAP': self.mAP * 100, 'mINP': self.mINP * 100, 'metric': (self.mAP + self.cmc[0].item()) / 2 * 100})
         d.update({f"TPR@FPR={f:.0e}": t for f, t in self.tpr_at_fpr.items()})
         return d
@@ -131,7 +148,7 @@ class ReIDResult:
         "A FastReID-style results table."
         d = self.metrics()
         cols = (['Dataset'] if name else []) + list(d)
-        vals = ([name] if name else []) + [f"{v:.2f}" if not k.startswith('TPR') else f"{v:.4f}" for k, v in d.items()]
+        vals = ([name] if name else []) + [v if isinstance(v, str) else f"{v:.4f}" if k.startswith('TPR') else f"{v:.2f}" for k, v in d.items()]
         w = [max(len(c), len(v)) for c, v in zip(cols, vals)]
         line = lambda xs: '| ' + ' | '.join(x.ljust(n) for x, n in zip(xs, w)) + ' |'
         return '\n'.join([line(cols), '|' + '|'.join(':' + '-' * n + ':' for n in w) + '|', line(vals)])
@@ -143,7 +160,7 @@ class ReIDResult:
                        worst:bool=False, # show the `n` valid queries with the lowest AP
                        **kwargs):
         "Rank lists of queries: the query image, then its top-k gallery images framed green/red."
-        if self.q_paths is None or self.g_paths is None: raise ValueError("no image paths: the Features have paths=None")
+        if self.q_paths is None or self.g_paths is None: raise InputValueError("no image paths: the Features have paths=None")
         if queries is None:
             vi = torch.nonzero(self.valid)[:, 0]
             queries = (vi[torch.argsort(self.all_AP)[:n]] if worst else torch.arange(min(n, len(self.valid)))).tolist()
@@ -156,11 +173,23 @@ class ReIDResult:
         "Histograms of same- and different-identity distances."
         return visualize.plot_distances(*self.hist, **kwargs)
 
-# %% ../nbs/33_evaluate.ipynb #8d46f75e
+# %% ../nbs/33_evaluate.ipynb #0fc44767
+def _check_features(f:Features, name:str):
+    "An `InputValueError` for an empty set or a feature row that is NaN or infinite (named by index and path)."
+    if not isinstance(f, Features): raise InputTypeError(f"the {name} must be `Features` (see `extract_features`), got {type(f).__name__}")
+    if len(f) == 0: raise InputValueError(f"the {name} set is empty: there is nothing to evaluate")
+    x = f.feats.reshape(len(f), -1)
+    rows = torch.nonzero(~torch.isfinite(x.sum(1)))[:, 0]       # a row sum is finite unless a value is (or it overflows)
+    bad = rows[~torch.isfinite(x[rows]).all(1)].tolist()
+    if bad:
+        i = bad[0]
+        raise InputValueError(f"{name} feature {i}" + (f" ({f.paths[i]})" if f.paths is not None else '') + " is not finite (NaN or inf)"
+                              + (f"; {len(bad) - 1} more {name} rows are not either" if len(bad) > 1 else ''))
+
 @torch.no_grad()
 def evaluate(q:Features, # query features
              g:Features, # gallery features
-             metric:str='cosine', # 'cosine' or 'euclidean'
+             metric:str=TEST_DEFAULTS['metric'], # 'cosine' or 'euclidean'
              rerank:dict|None=None, # k-reciprocal re-ranking options, e.g. dict(k1=20, k2=6, lambda_value=0.3)
              qe:dict|None=None, # query expansion options, e.g. dict(qe_times=1, qe_k=10, alpha=3.0)
              max_rank:int=50, # length of the CMC
@@ -174,29 +203,39 @@ def evaluate(q:Features, # query features
              verbose:bool=True, # print the FastReID-style table
             )->ReIDResult:
     "CMC, mAP, mINP, TPR@FPR and per-query AP of a query/gallery pair of `Features`, in bounded memory."
-    _check_metric(metric)
+    _check_metric(metric); _check_protocol(protocol)
+    _check_features(q, 'query'); _check_features(g, 'gallery')
     dev = torch.device(device) if device is not None else q.device
     qf, gf = q.feats.to(dev), g.feats.to(dev)
     if qe is not None: qf, gf = query_expansion(qf, gf, **qe)
-    npairs = len(q) * len(g)
-    if roc_max_fpr is None: roc_max_fpr = 1. if npairs <= 1 << 24 else max(max(fprs), 1e-2)
+    if roc_max_fpr is None: roc_max_fpr = 1. if len(q) * len(g) <= 1 << 24 else max(max(fprs), 1e-2)
     if rerank is not None:
-        dist = rerank_features(qf, gf, metric=metric, **rerank)
-        dist = torch.as_tensor(dist).to(dev).float()
-        cs = chunk_size or _auto_chunk(len(g))
-        blocks = ((i, i + cs, dist[i:i + cs]) for i in range(0, len(q), cs))
-        lo, hi = float(dist.min()), float(dist.max())
+        dist = torch.as_tensor(rerank_features(qf, gf, metric=metric, **rerank)).to(dev).float()
+        blocks, lo, hi = _row_blocks(dist, q.pids, g.pids, chunk_size), float(dist.min()), float(dist.max())
     else:
-        blocks = iter_distance(qf, gf, metric, chunk_size)
-        if metric == 'cosine': lo, hi = 0., 2.
-        else: lo, hi = 0., float(qf.float().norm(dim=1).max() + gf.float().norm(dim=1).max())   # triangle inequality
-    acc = ReIDAccumulator(q.pids, g.pids, q.camids, g.camids, max_rank=max_rank, protocol=protocol, topk=topk,
-                          roc=True, roc_max_fpr=roc_max_fpr, hist_range=(lo, hi if hi > lo else lo + 1.), bins=bins, device=dev)
-    for _, _, d in blocks: acc.update(d)
-    r, roc = acc.rank_result(), acc.roc_result(fprs)
-    res = ReIDResult(cmc=r.cmc, mAP=r.mAP, mINP=r.mINP, tpr_at_fpr=roc.tpr_at_fpr, all_AP=r.all_AP, all_INP=r.all_INP,
-                      num_valid=r.num_valid, valid=r.valid, topk_idx=r.topk, q_pids=q.pids, g_pids=g.pids,
-                      q_camids=q.camids, g_camids=g.camids, q_paths=q.paths, g_paths=g.paths, roc=roc,
-                      hist=acc.histograms(), metric=metric, protocol=protocol)
+        blocks, lo = iter_distance(qf, gf, metric, chunk_size), 0.
+        hi = 2. if metric == 'cosine' else float(qf.float().norm(dim=1).max() + gf.float().norm(dim=1).max())   # triangle inequality
+    rank, roc, hist = RankCollector(max_rank), RocCollector(roc_max_fpr), HistCollector(lo, hi if hi > lo else lo + 1., bins)
+    draws = CUHK03Collector(max_rank) if protocol == 'cuhk03' else None
+    top = TopKCollector(topk) if topk else None
+    collect(blocks, q.pids, g.pids, q.camids, g.camids, [rank, draws, top, roc, hist], protocol=protocol, device=dev)
+    res = ReIDResult(rank=rank.result(draws, top), roc=roc.result(fprs), hist=hist.result(), q_pids=q.pids, g_pids=g.pids,
+                     q_camids=q.camids, g_camids=g.camids, q_paths=q.paths, g_paths=g.paths, metric=metric, protocol=protocol)
     if verbose: print(res.table())
     return res
+
+# %% ../nbs/33_evaluate.ipynb #7998aed0
+@delegates(evaluate)
+def reid_eval(model:nn.Module, # a model whose eval-mode forward returns B×D embeddings
+              query_dl, # (img, pid, camid[, path]) batches of the query set
+              gallery_dl, # the same for the gallery
+              flip:bool=TEST_DEFAULTS['flip'], # average with horizontally flipped images
+              metric:str=TEST_DEFAULTS['metric'], # distance for ranking
+              parent=None, # a fastprogress master bar to nest the extraction bars in; None: no bars
+              **kwargs, # more `evaluate` options, e.g. rerank=dict(k1=20), qe=dict(qe_k=10)
+             )->ReIDResult:
+    "Extract the query and gallery features and evaluate them: a `ReIDResult`."
+    _check_metric(metric); _check_protocol(kwargs.get('protocol', 'market'))
+    bar = lambda dl: dl if parent is None else progress_bar(dl, parent=parent, leave=False)
+    feats = lambda dl: extract_features(model, bar(dl), flip=flip, progress=False)
+    return evaluate(feats(query_dl), feats(gallery_dl), metric=metric, **{'verbose': False, **kwargs})

@@ -11,9 +11,10 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
+from .core import InputValueError
 
 # %% auto #0
-__all__ = ['CLASSIFIERS', 'Linear', 'CosSoftmax', 'ArcSoftmax', 'CircleSoftmax', 'HeadOutput', 'EmbeddingHead']
+__all__ = ['CLASSIFIERS', 'Linear', 'CosSoftmax', 'ArcSoftmax', 'CircleSoftmax', 'ReIDOutput', 'EmbeddingHead']
 
 # %% ../nbs/12_heads.ipynb #f1503b6b
 class Linear(nn.Module):
@@ -94,14 +95,17 @@ CLASSIFIERS = {'linear': Linear, 'cosSoftmax': CosSoftmax, 'arcSoftmax': ArcSoft
 
 # %% ../nbs/12_heads.ipynb #01ac6c81
 @dataclass
-class HeadOutput:
-    "What `EmbeddingHead` returns while training."
-    features:Tensor # B×C pooled feature entering the neck (triplet loss input in BoT)
-    neck:Tensor # B×D feature after the neck (BN / reduction)
-    logits:Tensor|None=None # B×K logits with the margin applied (cross-entropy input); None without classifier
-    pred_class_logits:Tensor|None=None # B×K margin-free logits (for accuracy)
+class ReIDOutput:
+    "What a reid_nb head or model returns while training (lists per branch for multi-branch models such as MGN)."
+    features:Tensor|list # B×C pooled feature(s) entering the neck — the triplet input in BoT
+    neck:Tensor|list # B×D feature(s) after the neck (BN / reduction)
+    logits:Tensor|list|None=None # B×K logits with the margin applied (cross-entropy input); None without classifier
+    pred_class_logits:Tensor|list|None=None # B×K margin-free logits (training accuracy)
+    fmap:Tensor|None=None # B×C×h×w backbone feature map, when the model is asked for it
     @property
     def cls_outputs(self): "FastReID's name for `logits`"; return self.logits
+    @property
+    def is_multi(self)->bool: "Several branches (lists)?"; return isinstance(self.features, (list, tuple))
     def __getitem__(self, k): return getattr(self, k)
     def keys(self): return [f.name for f in fields(self)]
 
@@ -127,11 +131,11 @@ class EmbeddingHead(nn.Module):
                  dropout:float=0., # dropout after the ReLU of the reduction neck
                 ):
         super().__init__()
-        if neck not in ('bnneck', 'linear', 'reduction'): raise ValueError(f"neck={neck!r}: expected 'bnneck', 'linear' or 'reduction'")
-        if neck_feat not in ('before', 'after'): raise ValueError(f"neck_feat={neck_feat!r}: expected 'before' or 'after'")
-        if cls_type not in CLASSIFIERS: raise ValueError(f"cls_type={cls_type!r}: expected one of {list(CLASSIFIERS)}")
-        if neck == 'reduction' and embedding_dim <= 0: raise ValueError("neck='reduction' needs embedding_dim > 0")
-        if dropout > 0 and neck != 'reduction': raise ValueError(f"dropout={dropout} is only used by neck='reduction', not {neck!r}")
+        if neck not in ('bnneck', 'linear', 'reduction'): raise InputValueError(f"neck={neck!r}: expected 'bnneck', 'linear' or 'reduction'")
+        if neck_feat not in ('before', 'after'): raise InputValueError(f"neck_feat={neck_feat!r}: expected 'before' or 'after'")
+        if cls_type not in CLASSIFIERS: raise InputValueError(f"cls_type={cls_type!r}: expected one of {list(CLASSIFIERS)}")
+        if neck == 'reduction' and embedding_dim <= 0: raise InputValueError("neck='reduction' needs embedding_dim > 0")
+        if dropout > 0 and neck != 'reduction': raise InputValueError(f"dropout={dropout} is only used by neck='reduction', not {neck!r}")
         self.in_channels,self.num_classes,self.neck_feat = in_channels,num_classes,neck_feat
         dim = embedding_dim if embedding_dim > 0 else in_channels
         layers = []
@@ -153,7 +157,7 @@ class EmbeddingHead(nn.Module):
     def forward(self,
                 x:Tensor, # pooled feature, B×C×1×1 or B×C
                 targets:Tensor|None=None, # B class indices, for the margin (training only)
-               )->HeadOutput|Tensor: # HeadOutput in training, the B×D (or B×C) embedding in eval
+               )->ReIDOutput|Tensor: # ReIDOutput in training, the B×D (or B×C) embedding in eval
         if x.ndim == 2: x = x[..., None, None]
         if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[2:] != (1, 1):
             raise ValueError(f"EmbeddingHead expects a pooled feature B×{self.in_channels}(×1×1), got {tuple(x.shape)}")
@@ -161,8 +165,8 @@ class EmbeddingHead(nn.Module):
         if not self.training and self.neck_feat == 'before': return pool  # the neck is not needed
         neck = self.bottleneck(x).flatten(1)
         if not self.training: return neck
-        if self.cls_layer is None: return HeadOutput(pool, neck)
+        if self.cls_layer is None: return ReIDOutput(pool, neck)
         raw = self.cls_layer.raw_logits(neck, self.weight)
         logits = self.cls_layer.margin(raw, targets) if targets is not None else raw
         s = self.cls_layer.s
-        return HeadOutput(pool, neck, logits * s, raw.detach() * s)
+        return ReIDOutput(pool, neck, logits * s, raw.detach() * s)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
+from .core import InputValueError, InputKeyError, InputTypeError
 
 # %% auto #0
 __all__ = ['POOLINGS', 'IBN', 'NonLocal', 'SELayer', 'gem', 'GlobalAvgPool', 'GlobalMaxPool', 'AdaptiveAvgMaxPool',
@@ -24,7 +25,7 @@ class IBN(nn.Module):
                 ):
         super().__init__()
         self.half = int(planes * ratio)
-        if not 0 < self.half < planes: raise ValueError(f"IBN ratio={ratio} leaves no channel for IN or BN (planes={planes})")
+        if not 0 < self.half < planes: raise InputValueError(f"IBN ratio={ratio} leaves no channel for IN or BN (planes={planes})")
         self.IN = nn.InstanceNorm2d(self.half, affine=True)
         self.BN = nn.BatchNorm2d(planes - self.half)
 
@@ -42,7 +43,7 @@ class NonLocal(nn.Module):
                  mode:str='dot', # 'dot' (FastReID, f/N) or 'gaussian' (softmax)
                 ):
         super().__init__()
-        if mode not in ('dot', 'gaussian'): raise ValueError(f"NonLocal mode {mode!r}: expected 'dot' or 'gaussian'")
+        if mode not in ('dot', 'gaussian'): raise InputValueError(f"NonLocal mode {mode!r}: expected 'dot' or 'gaussian'")
         self.in_channels, self.mode = in_channels, mode
         self.inter_channels = inter_channels or max(in_channels // reduc_ratio, 1)
         conv = lambda i, o: nn.Conv2d(i, o, kernel_size=1)
@@ -110,7 +111,7 @@ class GeneralizedMeanPooling(nn.Module):
                  eps:float=1e-6, # clamp before the power
                 ):
         super().__init__()
-        if p <= 0: raise ValueError(f"GeM exponent p={p} must be > 0")
+        if p <= 0: raise InputValueError(f"GeM exponent p={p} must be > 0")
         self.p, self.eps = float(p), eps
     def forward(self, x:Tensor)->Tensor: return gem(x, self.p, self.eps)
     def extra_repr(self): return f"p={float(self.p):.4g}, eps={self.eps}"
@@ -165,8 +166,8 @@ def get_pooling(name:str, # a key of `POOLINGS` or an alias (FastReID class name
                )->nn.Module:
     "Build a pooling layer by name; every one returns B×C×1×1."
     key = name if name in POOLINGS else _POOL_ALIASES.get(name)
-    if key is None: raise KeyError(f"unknown pooling {name!r}; valid: {sorted(POOLINGS)} (aliases: {sorted(_POOL_ALIASES)})")
+    if key is None: raise InputKeyError(f"unknown pooling {name!r}; valid: {sorted(POOLINGS)} (aliases: {sorted(_POOL_ALIASES)})")
     if key != 'attnpool': kw.pop('in_channels', None)  # only attention pooling has weights sized by C
-    elif 'in_channels' not in kw: raise TypeError("get_pooling('attnpool') needs in_channels=<C of the feature map>")
+    elif 'in_channels' not in kw: raise InputTypeError("get_pooling('attnpool') needs in_channels=<C of the feature map>")
     if 'norm' in kw: kw['p'] = kw.pop('norm')  # FastReID's name for the GeM exponent
     return POOLINGS[key](**kw)

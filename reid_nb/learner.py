@@ -1,4 +1,4 @@
-"""`reid_learner(dls, arch, recipe)`: a fastai `Learner` with a re-id model, `ReIDLoss`, FastReID's optimiser groups and the recipe's training schedule; recipes BoT, AGW, SBS and MGN.
+"""`reid_learner(dls, arch, recipe)`: a fastai `Learner` with a re-id model, `ReIDLoss`, FastReID's optimiser groups and the recipe's training schedule; recipes BoT, AGW, SBS and MGN; resume; self-describing checkpoints.
 
 Docs: https://reid-nb.github.io/reid_nb/learner.html.md"""
 
@@ -6,22 +6,27 @@ Docs: https://reid-nb.github.io/reid_nb/learner.html.md"""
 
 # %% ../nbs/21_learner.ipynb #94b352cd
 from __future__ import annotations
-import copy, inspect, math, warnings
+import contextlib, copy, inspect, warnings
 from functools import partial
 from pathlib import Path
 import torch
 from torch import nn
-from fastcore.basics import patch
 from fastcore.foundation import L
+from fastcore.meta import delegates
+from fastai.callback.core import CancelEpochException
 from fastai.learner import Learner
 from fastai.optimizer import OptimWrapper
-from .callbacks import (WarmupCallback, CosineAfterDelay, MultiStepLR, FreezeBackbone, ClipGradients,
-                               mixed_precision, LossTerms, ReIDEvalCallback, CheckpointCallback, TargetsToModel)
+from .core import load_checkpoint, interactive, InputError, InputKeyError, InputValueError
+from .callbacks import (WarmupCallback, CosineAfterDelay, MultiStepLR, FreezeBackbone, ClipGradients, mixed_precision,
+                               LossTerms, ReIDEvalCallback, CheckpointCallback, TargetsToModel, PlainLog, _Resume, _model_meta)
 from .losses import ReIDLoss
+from .models import build_model, save_reid_model
+from .backbones import pretrained_hint
+from .evaluate import TEST_DEFAULTS
 
 # %% auto #0
-__all__ = ['BAGTRICKS', 'AGW', 'SBS', 'MGN', 'RECIPES', 'get_recipe', 'param_groups', 'reid_optimizer', 'recipe_callbacks',
-           'reid_learner', 'recipe_from_config', 'recipe_dataloaders']
+__all__ = ['BAGTRICKS', 'AGW', 'SBS', 'MGN', 'RECIPES', 'get_recipe', 'param_groups', 'loss_param_groups', 'reid_optimizer',
+           'recipe_callbacks', 'ReIDLearner', 'RandomWeightsWarning', 'reid_learner', 'recipe_dataloaders']
 
 # %% ../nbs/21_learner.ipynb #c69db045
 BAGTRICKS = dict(
@@ -35,8 +40,9 @@ BAGTRICKS = dict(
                 warmup_factor=0.1, warmup_iters=2000, warmup_method='linear',
                 freeze_iters=0, freeze_layers=[], amp=True, clip=None,
                 eval_period=30, checkpoint_period=30, ref_iters_per_epoch=202),
-    data=dict(size=(256, 128), bs=64, num_instances=4, sampler='identity', test_bs=128, flip_prob=0.5, padding=10, rea_prob=0.5),
-    test=dict(metric='cosine', flip=False),
+    data=dict(size=(256, 128), size_test=(256, 128), bs=64, num_instances=4, sampler='identity', test_bs=128, num_workers=0,
+              flip_prob=0.5, padding=10, rea_prob=0.5),
+    test=dict(TEST_DEFAULTS),
 )
 
 def _derive(base:dict, name:str, **parts)->dict:
@@ -53,24 +59,26 @@ SBS = _derive(BAGTRICKS, 'sbs', model=dict(with_nl=True, pool='gemp', neck_feat=
               loss={'ce': dict(weight=1., eps=0.1, alpha=0.2), 'triplet': dict(weight=1., margin=0., hard_mining=True, norm_feat=False, field='neck')},
               solver=dict(epochs=60, sched='cosine', delay_epochs=30, eta_min=7e-7, freeze_iters=1000, freeze_layers=['backbone'], eval_period=10,
                           checkpoint_period=20),
-              data=dict(size=(384, 128), num_instances=16, autoaug_prob=0.1))
+              data=dict(size=(384, 128), size_test=(384, 128), num_instances=16, autoaug_prob=0.1))
 MGN = _derive(SBS, 'mgn', model=dict(meta_arch='mgn', with_nl=False, embedding_dim=256),
               solver=dict(freeze_layers=['backbone', 'b1', 'b2', 'b3']))
 RECIPES = {'bagtricks': BAGTRICKS, 'bot': BAGTRICKS, 'agw': AGW, 'sbs': SBS, 'mgn': MGN}
 
 # %% ../nbs/21_learner.ipynb #d58c4f7e
+_MODEL_EXTRA = ('arch', 'meta_arch', 'pretrained', 'pixel_mean', 'pixel_std', 'drop_path_rate')  # build_model arguments recipes need not name
+
 def get_recipe(recipe:str|dict='bagtricks', # a key of `RECIPES` or a recipe dict
                **overrides, # flat overrides, e.g. base_lr=1e-3, epochs=2, size=(128, 64); loss={...} replaces the terms
               )->dict:
     "A copy of a training recipe with `overrides` applied."
     if isinstance(recipe, str):
-        if recipe.lower() not in RECIPES: raise KeyError(f"unknown recipe {recipe!r}; valid: {sorted(RECIPES)}")
+        if recipe.lower() not in RECIPES: raise InputKeyError(f"unknown recipe {recipe!r}; valid: {sorted(RECIPES)}")
         r = copy.deepcopy(RECIPES[recipe.lower()])
     else:
         r = copy.deepcopy(dict(recipe))
         missing = {'model', 'loss', 'solver', 'data'} - set(r)
-        if missing: raise KeyError(f"recipe dict is missing part(s) {sorted(missing)}")
-        r.setdefault('test', dict(metric='cosine', flip=False))
+        if missing: raise InputKeyError(f"recipe dict is missing part(s) {sorted(missing)}")
+        r.setdefault('test', dict(TEST_DEFAULTS))
     for k, v in overrides.items():
         if k in ('loss', 'model', 'solver', 'data', 'test') and isinstance(v, dict):
             if k == 'loss': r['loss'] = copy.deepcopy(v)
@@ -80,12 +88,11 @@ def get_recipe(recipe:str|dict='bagtricks', # a key of `RECIPES` or a recipe dic
         if not parts and k in _MODEL_EXTRA: parts = ['model']
         if not parts:
             valid = sorted(set(r['solver']) | set(r['data']) | set(r['model']) | set(r['test']) | set(_MODEL_EXTRA))
-            raise KeyError(f"unknown recipe override {k!r}; valid: {valid} (or loss=/model=/solver=/data= dicts)")
+            raise InputKeyError(f"unknown recipe override {k!r}; valid: {valid} (or loss=/model=/solver=/data=/test= dicts)")
         if k == 'epochs' and parts[0] == 'solver': r['solver'].setdefault('ref_epochs', r['solver']['epochs'])
         r[parts[0]][k] = v
+    if 'size' in overrides and 'size_test' not in overrides: r['data']['size_test'] = r['data']['size']
     return r
-
-_MODEL_EXTRA = ('arch', 'meta_arch', 'pretrained', 'pixel_mean', 'pixel_std', 'drop_path_rate')  # build_model arguments recipes need not name
 
 # %% ../nbs/21_learner.ipynb #36fa90e2
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
@@ -113,18 +120,26 @@ def param_groups(model:nn.Module, # the model to optimise
             groups.setdefault((lr, wd), []).append(p)
     return [{'params': ps, 'lr': lr, 'weight_decay': wd} for (lr, wd), ps in groups.items()]
 
+def loss_param_groups(loss_func, # e.g. `ReIDLoss` with a 'center' term
+                      base_lr:float=3.5e-4, # their learning rate
+                      **kwargs, # other solver keys (ignored)
+                     )->list:
+    "One param group (no weight decay) for the trainable parameters of a loss, if it has any."
+    ps = [p for p in loss_func.parameters() if p.requires_grad] if isinstance(loss_func, nn.Module) else []
+    return [{'params': ps, 'lr': base_lr, 'weight_decay': 0.}] if ps else []
+
 def reid_optimizer(params:list, # param groups (dicts with lr/weight_decay) from `param_groups`
                    lr=None, # unused: each group carries its lr (fastai passes `learn.lr`)
                    opt:str='Adam', # a torch.optim class name (FastReID SOLVER.OPT)
                    momentum:float=0.9, nesterov:bool=False, # SGD options
                    **kwargs)->OptimWrapper:
     "A torch optimiser over FastReID's param groups, wrapped for fastai."
-    if not hasattr(torch.optim, opt): raise ValueError(f"unknown optimiser {opt!r}; use a torch.optim name such as 'Adam' or 'SGD'")
+    if not hasattr(torch.optim, opt): raise InputValueError(f"unknown optimiser {opt!r}; use a torch.optim name such as 'Adam' or 'SGD'")
     extra = dict(momentum=momentum, nesterov=nesterov) if opt == 'SGD' else {}
     return OptimWrapper(opt=getattr(torch.optim, opt)(params, **extra))
 
 # %% ../nbs/21_learner.ipynb #f388bf62
-def recipe_callbacks(recipe:dict, # from `get_recipe` / `recipe_from_config`
+def recipe_callbacks(recipe:dict, # from `get_recipe` / `reid_nb.fastreid.recipe_from_config`
                      epochs:int|None=None, # length of this run (default: the recipe's)
                      n_iter:int|None=None, # iterations per epoch (needed when `epochs` is not the recipe's)
                      save_dir:str|Path|None=None, # write best/last checkpoints there
@@ -132,7 +147,7 @@ def recipe_callbacks(recipe:dict, # from `get_recipe` / `recipe_from_config`
                      monitor:str='mAP', # metric that selects `best.pth`
                     )->list:
     "The training callbacks of a recipe: warm-up, decay, freeze, clipping, AMP, loss terms, evaluation, checkpoints."
-    s, t = recipe['solver'], recipe.get('test', {})
+    s, t = recipe['solver'], {**TEST_DEFAULTS, **recipe.get('test', {})}
     E0 = s.get('ref_epochs', s['epochs']); E = epochs or s['epochs']  # `ref_epochs`: the recipe's length before an `epochs=` override
     if E == E0: ef = itf = 1.
     else:
@@ -145,125 +160,137 @@ def recipe_callbacks(recipe:dict, # from `get_recipe` / `recipe_from_config`
     sched = s['sched'].lower()
     if sched in ('multistep', 'multisteplr'): cbs.append(MultiStepLR([max(1, round(x * ef)) for x in s['steps']], s['gamma']))
     elif sched in ('cosine', 'cosineannealinglr'): cbs.append(CosineAfterDelay(E, delay=s['delay_epochs'] * ef, eta_min=s['eta_min']))
-    elif sched not in ('constant', 'none'): raise ValueError(f"unknown schedule {s['sched']!r}; use 'multistep', 'cosine' or 'constant'")
+    elif sched not in ('constant', 'none'): raise InputValueError(f"unknown schedule {s['sched']!r}; use 'multistep', 'cosine' or 'constant'")
     fi = round(s['freeze_iters'] * itf)
     if fi > 0 and s.get('freeze_layers'): cbs.append(FreezeBackbone(fi, frozen=tuple(s['freeze_layers'])))
     if s.get('clip'): cbs.append(ClipGradients(**s['clip']))
     if s.get('amp') and torch.cuda.is_available(): cbs += mixed_precision(s['amp'] if isinstance(s['amp'], str) else 'fp16')
     cbs.append(LossTerms())
-    if evaluate: cbs.append(ReIDEvalCallback(every=max(1, round(s['eval_period'] * ef)), epochs=E,
-                                             flip=t.get('flip', False), metric=t.get('metric', 'cosine'),
+    if evaluate: cbs.append(ReIDEvalCallback(every=max(1, round(s['eval_period'] * ef)), flip=t['flip'], metric=t['metric'],
                                              **{k: t[k] for k in ('rerank', 'qe') if t.get(k)}))
     if save_dir is not None:
         cbs.append(CheckpointCallback(save_dir, monitor=monitor if evaluate else None, every=max(1, round(s['checkpoint_period'] * ef))))
     return cbs
 
 # %% ../nbs/21_learner.ipynb #9cd1dc04
-def reid_learner(dls, # from `reid_dataloaders`: `dls.train` yields (img, label); `dls.query`/`dls.gallery`
+class ReIDLearner(Learner):
+    "A fastai `Learner` for re-id: a recipe, `fit_reid`, exact `fit_resume`, self-describing `save_reid_model`."
+    first_epoch, recipe, arch = 0, None, None
+
+    def _do_fit(self):
+        for epoch in range(self.first_epoch, self.n_epoch):  # fastai's loop, started where a resumed run stopped
+            self.epoch = epoch
+            self._with_events(self._do_epoch, 'epoch', CancelEpochException)
+
+    def fit_resume(self, n_epoch:int, # total epochs of the run (as planned before the interruption)
+                   path:str|Path, # a `last.pth` written by `CheckpointCallback`
+                   cbs=None, # the run's callbacks (schedules must be built for `n_epoch` total epochs)
+                   **kwargs):
+        "Continue the run saved in `path` up to `n_epoch` epochs in total; False if it had already finished."
+        st = load_checkpoint(path)
+        for k in ('model', 'epoch', 'iter', 'rng'):
+            if k not in st: raise InputValueError(f"checkpoint {path} has no {k!r}: not a `last.pth` written by CheckpointCallback")
+        done = int(st['epoch'])
+        if done >= n_epoch:
+            warnings.warn(f"the run in {path} already finished {done} of {n_epoch} epochs: nothing to resume (train longer with more epochs)")
+            return False
+        self.model.load_state_dict(st['model'])
+        print(f"resuming from {path}: {done} of {n_epoch} epochs done, continuing at epoch {done}", flush=True)
+        self.first_epoch = done
+        try: self.fit(n_epoch, cbs=L(cbs) + [_Resume(st)], **kwargs)
+        finally: self.first_epoch = 0
+        return True
+
+    def fit_reid(self, epochs:int|None=None, # default: the recipe's MAX_EPOCH
+                 resume:str|Path|None=None, # a `last.pth` to continue from
+                 save_dir:str|Path|None=None, # write best/last checkpoints there
+                 cbs=None, # extra callbacks for this run
+                 evaluate:bool=True, # evaluate on dls.query/gallery (every `eval_period`, and at the end)
+                ):
+        "Train with the recipe's schedule (scaled to `epochs`), evaluating as it goes; returns the final `ReIDResult`."
+        E = epochs or self.recipe['solver']['epochs']
+        run_cbs = recipe_callbacks(self.recipe, E, len(self.dls.train), save_dir, evaluate) + list(L(cbs))
+        quiet = not interactive()
+        if quiet: run_cbs.append(PlainLog())
+        ev = next((c for c in run_cbs if isinstance(c, ReIDEvalCallback)), None)
+        with self.no_bar() if quiet else contextlib.nullcontext():
+            if resume is not None:
+                if not self.fit_resume(E, resume, cbs=run_cbs): return None
+            else: self.fit(E, cbs=run_cbs)
+        return ev.result if ev is not None else None
+
+    def save_reid_model(self, path:str|Path)->Path:
+        "Save the model with its build arguments, input sizes and recipe (`reid_nb.models.load_reid_model` reads it)."
+        return save_reid_model(path, self.model, **{k: v for k, v in _model_meta(self).items() if k in ('size', 'size_test', 'recipe')})
+
+    def export(self, fname='export.pkl', **kwargs):
+        "Not for re-id learners: use `save_reid_model` and `reid_nb.models.load_reid_model`."
+        stem = Path(str(fname)).stem
+        raise InputError(f"a reid_nb learner is not exported by pickling (its loaders hold file lists and samplers, and "
+                         f"load_learner would run whatever code the file holds): save the model with learn.save_reid_model('{stem}.pth') "
+                         "and rebuild it anywhere with reid_nb.models.load_reid_model(path)")
+
+# %% ../nbs/21_learner.ipynb #5103cd43
+class RandomWeightsWarning(UserWarning): "A backbone is trained from random weights because no pretrained weights were named."
+
+_SKIP = ('num_workers', 'seed')  # loader settings that do not change what the model sees
+
+def _check_data(r:dict, dls, asked:dict)->dict:
+    "The recipe's data part, replaced by the loaders' settings; an error for a conflicting override, a warning for the rest."
+    s = getattr(dls, 'settings', None) or {}
+    norm = lambda v: tuple(v) if isinstance(v, list) else v
+    diff = {k: (r['data'][k], s[k]) for k in r['data'] if k in s and k not in _SKIP and norm(r['data'][k]) != norm(s[k])}
+    bad = {k: v for k, v in diff.items() if k in asked}
+    if bad: raise InputValueError("reid_learner: " + '; '.join(f"{k}={a!r} asked, but the loaders were built with {k}={b!r}" for k, (a, b) in bad.items())
+                                  + " — data settings go to the loaders: recipe_dataloaders(df, recipe, ...)")
+    if diff: warnings.warn(f"the loaders were not built by recipe {r.get('name')!r}: " + '; '.join(f"{k} {b!r} in the loaders, {a!r} in the recipe"
+                           for k, (a, b) in diff.items()) + " — training uses the loaders' values (build them with recipe_dataloaders(df, recipe) to follow the recipe)")
+    return {**r['data'], **{k: s[k] for k in r['data'] if k in s}}
+
+@delegates(build_model, keep=True, but=['arch', 'num_classes', 'pretrained'])
+def reid_learner(dls, # from `recipe_dataloaders` / `reid_dataloaders`: `dls.train` yields (img, label); `dls.query`/`dls.gallery`
                  arch:str|None=None, # backbone (`build_model`); None: the recipe's, else 'resnet50'
-                 recipe:str|dict='bagtricks', # a key of `RECIPES` or a recipe dict (`recipe_from_config`)
-                 pretrained=None, # backbone weights: a timm tag or a local file
+                 recipe:str|dict|None=None, # a key of `RECIPES` or a recipe dict; None: the loaders' (`dls.recipe`), else 'bagtricks'
+                 pretrained=None, # backbone weights: a timm name/tag or a local file; False: random, quietly
                  model:nn.Module|None=None, # use this model instead of building one
                  cbs=None, # extra fastai callbacks
                  path='.', # fastai's `Learner.path`
-                 **overrides, # recipe overrides, e.g. base_lr=1e-3, epochs=2
-                )->Learner:
-    "A fastai `Learner` for re-id training with FastReID's recipe `recipe`."
+                 **overrides, # recipe overrides, e.g. base_lr=1e-3, epochs=2, pool='gem' (see `get_recipe`)
+                )->ReIDLearner:
+    "A `ReIDLearner` for re-id training with a recipe (FastReID's BoT by default)."
+    base = getattr(dls, 'recipe', None)
+    if recipe is None or (base is not None and isinstance(recipe, str) and recipe.lower() in RECIPES and RECIPES[recipe.lower()]['name'] == base.get('name')):
+        recipe = base if base is not None else 'bagtricks'
     r = get_recipe(recipe, **overrides)
+    r['data'] = _check_data(r, dls, {k for k in overrides if k in r['data'] or k == 'data'} | set(overrides.get('data', {})))
+    if getattr(dls, 'n_classes', 1) == 0: raise InputValueError("the loaders have no training identities (the frame has no 'train' rows): nothing to train on")
     mkw = dict(r['model']); arch = arch or mkw.pop('arch', None) or 'resnet50'; mkw.pop('arch', None)
     pretrained = pretrained if pretrained is not None else mkw.pop('pretrained', None); mkw.pop('pretrained', None)
     if model is None:
-        from reid_nb.models import build_model
-        model = build_model(arch, num_classes=dls.n_classes, pretrained=pretrained, **mkw)
+        if pretrained is None:
+            warnings.warn(f"training {arch} from RANDOM weights: no pretrained weights were named, and re-id from scratch is far worse. "
+                          f"Pass pretrained= {pretrained_hint(arch, mkw.get('with_ibn', False))}; pretrained=False trains from random "
+                          "weights without this warning", RandomWeightsWarning)
+        model = build_model(arch, num_classes=dls.n_classes, pretrained=pretrained or None, **mkw)
     s = r['solver']
-    groups = param_groups(model, **s)
-    learn = Learner(dls, model, loss_func=ReIDLoss(r['loss']),
-                    opt_func=partial(reid_optimizer, opt=s['opt'], momentum=s['momentum'], nesterov=s['nesterov']),
-                    splitter=lambda m: param_groups(m, **s), lr=[g['lr'] for g in groups], wd=[g['weight_decay'] for g in groups],
-                    cbs=cbs, path=path)
+    loss = ReIDLoss(r['loss'])
+    splitter = lambda m: param_groups(m, **s) + loss_param_groups(loss, **s)
+    groups = splitter(model)
+    learn = ReIDLearner(dls, model, loss_func=loss, opt_func=partial(reid_optimizer, opt=s['opt'], momentum=s['momentum'], nesterov=s['nesterov']),
+                        splitter=splitter, lr=[g['lr'] for g in groups], wd=[g['weight_decay'] for g in groups], cbs=cbs, path=path)
     if 'targets' in inspect.signature(model.forward).parameters: learn.add_cb(TargetsToModel())
-    learn.reid_recipe, learn.reid_arch = r, arch
+    learn.recipe, learn.arch = r, arch
     return learn
-
-@patch
-def fit_reid(self:Learner, epochs:int|None=None, # default: the recipe's MAX_EPOCH
-             resume:str|Path|None=None, # a `last.pth` to continue from
-             save_dir:str|Path|None=None, # write best/last checkpoints there
-             cbs=None, # extra callbacks for this run
-             evaluate:bool=True, # evaluate on dls.query/gallery (every `eval_period`, and at the end)
-            ):
-    "Train with the recipe's schedule (scaled to `epochs`), evaluating as it goes; returns the final `ReIDResult`."
-    r = getattr(self, 'reid_recipe', None)
-    if r is None: raise AttributeError("fit_reid needs a learner from `reid_learner` (no `reid_recipe`)")
-    E = epochs or r['solver']['epochs']
-    run_cbs = recipe_callbacks(r, E, len(self.dls.train), save_dir, evaluate) + list(L(cbs))
-    if resume is not None: self.fit_resume(E, resume, cbs=run_cbs)
-    else: self.fit(E, cbs=run_cbs)
-    return getattr(self, 'reid_result', None)
-
-# %% ../nbs/21_learner.ipynb #126b05d5
-_SCHEDS = {'MultiStepLR': 'multistep', 'CosineAnnealingLR': 'cosine'}
-_SAMPLERS = {'NaiveIdentitySampler': 'identity', 'BalancedIdentitySampler': 'balanced', 'TrainingSampler': 'random'}
-
-def _listify(v): return [v] if isinstance(v, str) else list(v or [])
-
-def recipe_from_config(cfg:dict|str|Path, # a config from `load_config`, or a YAML path
-                      )->dict:
-    "A training recipe (model / loss / solver / data / test / run) from a FastReID-keyed config."
-    from reid_nb.config import load_config, cfg_get
-    from reid_nb.models import fastreid_model_args
-    from reid_nb.data.transforms import transform_kwargs_from_config
-    if not isinstance(cfg, dict): cfg = load_config(cfg)
-    g = lambda k: cfg_get(cfg, k)
-    model = fastreid_model_args(cfg); model.pop('num_classes', None)
-    field = 'neck' if g('MODEL.HEADS.NECK_FEAT') == 'after' else 'features'
-    loss = {}
-    for n in _listify(g('MODEL.LOSSES.NAME')):
-        if n == 'CrossEntropyLoss':
-            loss['ce'] = dict(weight=float(g('MODEL.LOSSES.CE.SCALE')), eps=float(g('MODEL.LOSSES.CE.EPSILON')), alpha=float(g('MODEL.LOSSES.CE.ALPHA')))
-        elif n == 'TripletLoss':
-            loss['triplet'] = dict(weight=float(g('MODEL.LOSSES.TRI.SCALE')), margin=float(g('MODEL.LOSSES.TRI.MARGIN')),
-                                   hard_mining=bool(g('MODEL.LOSSES.TRI.HARD_MINING')), norm_feat=bool(g('MODEL.LOSSES.TRI.NORM_FEAT')), field=field)
-        elif n in ('CircleLoss', 'Cosface'):
-            k = 'CIRCLE' if n == 'CircleLoss' else 'COSFACE'
-            loss[k.lower()] = dict(weight=float(g(f'MODEL.LOSSES.{k}.SCALE')), margin=float(g(f'MODEL.LOSSES.{k}.MARGIN')),
-                                   gamma=float(g(f'MODEL.LOSSES.{k}.GAMMA')), field=field)
-        else: raise ValueError(f"config key MODEL.LOSSES.NAME: {n!r} is not supported; valid: CrossEntropyLoss, TripletLoss, CircleLoss, Cosface")
-    if not loss: raise ValueError("config key MODEL.LOSSES.NAME is empty: name at least one loss")
-    sched = g('SOLVER.SCHED')
-    if sched not in _SCHEDS: raise ValueError(f"config key SOLVER.SCHED = {sched!r} is not supported; valid: {list(_SCHEDS)}")
-    clip = g('SOLVER.CLIP_GRADIENTS')
-    solver = dict(opt=g('SOLVER.OPT'), base_lr=float(g('SOLVER.BASE_LR')), weight_decay=float(g('SOLVER.WEIGHT_DECAY')),
-                  weight_decay_norm=float(g('SOLVER.WEIGHT_DECAY_NORM')), weight_decay_bias=float(g('SOLVER.WEIGHT_DECAY_BIAS')),
-                  bias_lr_factor=float(g('SOLVER.BIAS_LR_FACTOR')), heads_lr_factor=float(g('SOLVER.HEADS_LR_FACTOR')),
-                  momentum=float(g('SOLVER.MOMENTUM')), nesterov=bool(g('SOLVER.NESTEROV')),
-                  epochs=int(g('SOLVER.MAX_EPOCH')), sched=_SCHEDS[sched], steps=[int(s) for s in g('SOLVER.STEPS')],
-                  gamma=float(g('SOLVER.GAMMA')), delay_epochs=int(g('SOLVER.DELAY_EPOCHS')), eta_min=float(g('SOLVER.ETA_MIN_LR')),
-                  warmup_factor=float(g('SOLVER.WARMUP_FACTOR')), warmup_iters=int(g('SOLVER.WARMUP_ITERS')),
-                  warmup_method=g('SOLVER.WARMUP_METHOD'), freeze_iters=int(g('SOLVER.FREEZE_ITERS')),
-                  freeze_layers=_listify(g('MODEL.FREEZE_LAYERS')), amp=bool(g('SOLVER.AMP.ENABLED')),
-                  clip=dict(clip_value=float(clip['CLIP_VALUE']), clip_type=clip['CLIP_TYPE'], norm_type=float(clip['NORM_TYPE']))
-                       if clip['ENABLED'] else None,
-                  eval_period=int(g('TEST.EVAL_PERIOD')), checkpoint_period=int(g('SOLVER.CHECKPOINT_PERIOD')), ref_iters_per_epoch=202)
-    if solver['warmup_method'] not in ('linear', 'constant', 'exp'):
-        raise ValueError(f"config key SOLVER.WARMUP_METHOD = {solver['warmup_method']!r}; valid: linear, constant, exp")
-    data = transform_kwargs_from_config(g('INPUT'), is_train=True); data.pop('is_train', None)
-    smp = g('DATALOADER.SAMPLER_TRAIN')
-    if smp not in _SAMPLERS: raise ValueError(f"config key DATALOADER.SAMPLER_TRAIN = {smp!r} is not supported; valid: {list(_SAMPLERS)}")
-    data.update(bs=int(g('SOLVER.IMS_PER_BATCH')), num_instances=int(g('DATALOADER.NUM_INSTANCE')), sampler=_SAMPLERS[smp],
-                num_workers=int(g('DATALOADER.NUM_WORKERS')), test_bs=int(g('TEST.IMS_PER_BATCH')))
-    test = dict(metric=g('TEST.METRIC'), flip=bool(g('TEST.FLIP.ENABLED')))
-    if g('TEST.RERANK.ENABLED'): test['rerank'] = dict(k1=int(g('TEST.RERANK.K1')), k2=int(g('TEST.RERANK.K2')), lambda_value=float(g('TEST.RERANK.LAMBDA')))
-    if g('TEST.AQE.ENABLED'): test['qe'] = dict(qe_times=int(g('TEST.AQE.QE_TIME')), qe_k=int(g('TEST.AQE.QE_K')), alpha=float(g('TEST.AQE.ALPHA')))
-    run = dict(datasets=_listify(g('DATASETS.NAMES')), tests=_listify(g('DATASETS.TESTS')), output_dir=g('OUTPUT_DIR'),
-               weights=g('MODEL.WEIGHTS') or None)
-    return dict(name=Path(str(g('OUTPUT_DIR'))).name or 'config', model=model, loss=loss, solver=solver, data=data, test=test, run=run)
 
 def recipe_dataloaders(df, # a re-id frame (path, pid, camid, split)
                        recipe:str|dict='bagtricks', # the recipe whose `data` part to use
-                       **overrides, # `reid_dataloaders` arguments that win over the recipe's (e.g. size, bs, num_workers)
+                       **overrides, # recipe data overrides (size, bs, num_instances, ...) and other `reid_dataloaders` arguments (seed, device, ...)
                       ):
-    "`reid_dataloaders` with a recipe's input size, P×K batch and augmentations."
+    "`reid_dataloaders` with a recipe's input sizes, P×K batch and augmentations; the loaders keep the recipe (`dls.recipe`)."
     from reid_nb.data.loaders import reid_dataloaders
-    r = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    return reid_dataloaders(df, **{**r['data'], **overrides})
+    base = get_recipe(recipe)
+    ours = {k: v for k, v in overrides.items() if k in base['data'] or k not in inspect.signature(reid_dataloaders).parameters}
+    r = get_recipe(base, **ours)
+    dls = reid_dataloaders(df, **r['data'], **{k: v for k, v in overrides.items() if k not in ours})
+    dls.recipe = r
+    return dls

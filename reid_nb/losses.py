@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
+from .core import InputValueError, InputKeyError, InputTypeError
 
 # %% auto #0
 __all__ = ['circle_loss', 'LOSS_TERMS', 'cross_entropy_ls', 'triplet_loss', 'pairwise_circleloss', 'pairwise_cosface',
@@ -116,7 +117,7 @@ class CenterLoss(nn.Module):
                 x:Tensor, # B×D features
                 targets:Tensor, # B identity labels in [0, num_classes)
                )->Tensor:
-        if x.shape[1] != self.feat_dim: raise ValueError(f"CenterLoss(feat_dim={self.feat_dim}) got features of dim {x.shape[1]}")
+        if x.shape[1] != self.feat_dim: raise InputValueError(f"CenterLoss(feat_dim={self.feat_dim}) got features of dim {x.shape[1]}")
         if self.centers.device != x.device: self.to(x.device)  # in place: an optimiser holding `centers` keeps working
         return (x.float() - self.centers[targets]).pow(2).sum(1).clamp(1e-12, 1e12).mean()
 
@@ -147,21 +148,21 @@ class ReIDLoss(nn.Module):
                  terms:dict, # name -> dict(weight=1., [type=name], [field=...], **loss kwargs)
                 ):
         super().__init__()
-        if not terms: raise ValueError(f"ReIDLoss needs at least one term; valid terms: {sorted(LOSS_TERMS)}")
+        if not terms: raise InputValueError(f"ReIDLoss needs at least one term; valid terms: {sorted(LOSS_TERMS)}")
         self.specs, self.stateful, self._last = {}, nn.ModuleDict(), {}
         for name, kw in terms.items():
             kw = dict(kw or {})
             kind = kw.pop('type', name)
-            if kind not in LOSS_TERMS: raise KeyError(f"unknown loss term {kind!r} (in {name!r}); valid terms: {sorted(LOSS_TERMS)}")
+            if kind not in LOSS_TERMS: raise InputKeyError(f"unknown loss term {kind!r} (in {name!r}); valid terms: {sorted(LOSS_TERMS)}")
             term = LOSS_TERMS[kind]
             weight, field = float(kw.pop('weight', 1.)), kw.pop('field', term.field)
             sig = inspect.signature(term.fn)
             valid = [p for p in list(sig.parameters)[0 if isinstance(term.fn, type) else 2:]]
             bad = sorted(set(kw) - set(valid))
-            if bad: raise TypeError(f"loss term {name!r} ({kind}) got unknown arguments {bad}; valid: {valid + ['weight', 'field', 'type']}")
+            if bad: raise InputTypeError(f"loss term {name!r} ({kind}) got unknown arguments {bad}; valid: {valid + ['weight', 'field', 'type']}")
             if isinstance(term.fn, type):
                 try: self.stateful[name] = term.fn(**kw)
-                except TypeError as e: raise TypeError(f"loss term {name!r} ({kind}): {e}") from None
+                except TypeError as e: raise InputTypeError(f"loss term {name!r} ({kind}): {e}") from None
                 fn, kw = self.stateful[name], {}
             else: fn = term.fn
             self.specs[name] = (fn, weight, field, kw)
@@ -175,7 +176,7 @@ class ReIDLoss(nn.Module):
             if weight == 0: continue
             x = _get_field(out, field)
             xs = x if isinstance(x, (list, tuple)) else [x]
-            if all(t is None for t in xs): raise ValueError(f"loss term {name!r} reads {field!r}, which the model output leaves empty (None)")
+            if all(t is None for t in xs): raise InputValueError(f"loss term {name!r} reads {field!r}, which the model output leaves empty (None)")
             value = weight * sum(fn(t, targets, **kw) for t in xs if t is not None)
             self._last[name] = value.detach()
             total = total + value

@@ -7,22 +7,23 @@ Docs: https://reid-nb.github.io/reid_nb/metrics.html.md"""
 # %% ../nbs/30_metrics.ipynb #530dbb20
 from __future__ import annotations
 import math, contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fastcore.basics import store_attr
 from torch import Tensor
+from .core import InputValueError
 
 # %% auto #0
-__all__ = ['PROTOCOLS', 'iter_distance', 'compute_distance', 'RankResult', 'RocResult', 'ReIDAccumulator', 'evaluate_rank',
-           'evaluate_roc', 'vehicleid_split']
+__all__ = ['PROTOCOLS', 'iter_distance', 'compute_distance', 'RankResult', 'RocResult', 'QueryBlock', 'collect', 'RankCollector',
+           'CUHK03Collector', 'TopKCollector', 'RocCollector', 'HistCollector', 'evaluate_rank', 'evaluate_roc']
 
 # %% ../nbs/30_metrics.ipynb #0da8fbf1
 _METRICS = ('cosine', 'euclidean')
 
 def _check_metric(metric):
-    if metric not in _METRICS: raise ValueError(f"metric={metric!r} is not supported; use one of {_METRICS}")
+    if metric not in _METRICS: raise InputValueError(f"metric={metric!r} is not supported; use one of {_METRICS}")
 
 def _auto_chunk(n_gallery:int, budget:int=1<<24)->int:
     "Query rows per block so that a block holds about `budget` distances."
@@ -32,7 +33,7 @@ def _prepare(qf, gf, metric):
     "Features as float32 on the query's device: normalised for cosine; gallery transposed, with squared norms for euclidean."
     _check_metric(metric)
     if qf.ndim != 2 or gf.ndim != 2 or qf.shape[1] != gf.shape[1]:
-        raise ValueError(f"features must be q×D and g×D with the same D; got {tuple(qf.shape)} and {tuple(gf.shape)}")
+        raise InputValueError(f"features must be q×D and g×D with the same D; got {tuple(qf.shape)} and {tuple(gf.shape)}")
     qf, gf = qf.float(), gf.to(qf.device).float()
     if metric == 'cosine': return F.normalize(qf, dim=1), F.normalize(gf, dim=1).t(), None
     return qf, gf.t(), (gf * gf).sum(1)
@@ -131,33 +132,62 @@ def _as_long(x, device)->Tensor:
     x = x if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
     return x.to(device=device, dtype=torch.int64).reshape(-1)
 
-class ReIDAccumulator:
-    "Consume a distance matrix block by block (query rows) and accumulate re-id metrics in bounded memory."
-    def __init__(self, q_pids, # (q,) query identities
-                 g_pids, # (g,) gallery identities
-                 q_camids, # (q,) query cameras
-                 g_camids, # (g,) gallery cameras
-                 max_rank:int=50, # length of the CMC curve
-                 protocol:str='market', # 'market', 'cuhk03' or 'vehicleid'
-                 topk:int=0, # keep the first `topk` kept gallery indices per query (for rank lists)
-                 roc:bool=False, # accumulate the pairs' distances for the ROC
-                 roc_max_fpr:float=1., # keep enough negatives for an exact ROC up to this FPR (< 1 bounds memory)
-                 hist_range:tuple|None=None, # (lo, hi): accumulate same/different-identity distance histograms
-                 bins:int=100, # histogram bins
-                 num_repeats:int=10, # cuhk03: draws per query
-                 seed:int=0, # cuhk03: seed of the draws
-                 device=None, # where to compute; default: the device of the first block
-                ):
-        if protocol not in PROTOCOLS: raise ValueError(f"protocol={protocol!r} is not supported; use one of {PROTOCOLS}")
-        if max_rank < 1: raise ValueError(f"max_rank must be ≥ 1, got {max_rank}")
-        store_attr('max_rank,protocol,topk,roc,roc_max_fpr,hist_range,bins,num_repeats,seed')
+def _check_protocol(protocol):
+    if protocol not in PROTOCOLS: raise InputValueError(f"protocol={protocol!r} is not supported; use one of {PROTOCOLS}")
+
+def _check_max_rank(max_rank):
+    if max_rank < 1: raise InputValueError(f"max_rank must be ≥ 1, got {max_rank}")
+
+@dataclass(eq=False)
+class QueryBlock:
+    "A block of query rows and what every collector needs about it, computed once by `collect`."
+    start:int # index of the block's first query
+    dist:Tensor # (n, G) float32 distances of these queries to the whole gallery
+    q_pids:Tensor # (n,) identities of these queries
+    q_camids:Tensor # (n,) their cameras
+    g_pids:Tensor # (G,) gallery identities
+    g_camids:Tensor # (G,) gallery cameras
+    g_inv:Tensor # (G,) each gallery item's identity as an index 0..num_ids-1
+    num_ids:int # distinct gallery identities
+    num_neg:int # different-identity pairs of *all* queries (what the ROC's FPR divides by)
+    remove_junk:bool # False under 'vehicleid': nothing is removed
+    same:Tensor # (n, P) gallery items with the query's identity (padding: any gallery index, see `real`)
+    real:Tensor # (n, P) bool: the entries of `same` that are not padding
+    junk:Tensor # (n, P) bool: same identity and camera, removed
+    kept:Tensor # (n, P) bool: kept true matches
+    num_kept:Tensor # (n,) kept true matches per query
+    same_dist:Tensor # (n, P) distances to the items of `same`
+
+    def __len__(self): return len(self.dist)
+    @property
+    def valid(self)->Tensor: return self.num_kept > 0
+    @cached_property
+    def rows(self)->Tensor:
+        "(n, P) row index of each entry of `same`."
+        n, P = self.same.shape
+        return torch.arange(n, device=self.dist.device)[:, None].expand(n, P)
+    @cached_property
+    def junk_mask(self)->Tensor:
+        "(n, G) bool: the removed gallery items of each query."
+        jm = torch.zeros(self.dist.shape, dtype=torch.bool, device=self.dist.device)
+        if self.junk.any(): jm[self.rows[self.junk], self.same[self.junk]] = True
+        return jm
+    @cached_property
+    def keys(self)->Tensor: return _sort_keys(self.dist)
+    @cached_property
+    def has_nan(self)->bool: return bool(torch.isnan(self.dist.sum()))
+    def check_finite(self, what:str):
+        if self.has_nan: raise InputValueError(f"distance rows {self.start}:{self.start+len(self)} contain NaN; {what} need finite distances")
+
+class _Identities:
+    "The queries' and the gallery's identities and cameras, indexed once: which gallery items have each query's identity."
+    def __init__(self, q_pids, g_pids, q_camids, g_camids, remove_junk:bool):
         self.qp, self.qc = _as_long(q_pids, 'cpu'), _as_long(q_camids, 'cpu')
         self.gp, self.gc = _as_long(g_pids, 'cpu'), _as_long(g_camids, 'cpu')
-        if len(self.qp) != len(self.qc): raise ValueError(f"q_pids has {len(self.qp)} items but q_camids {len(self.qc)}")
-        if len(self.gp) != len(self.gc): raise ValueError(f"g_pids has {len(self.gp)} items but g_camids {len(self.gc)}")
-        self.nq, self.ng, self.seen = len(self.qp), len(self.gp), 0
-        self.device = torch.device(device) if device is not None else None
-        # gallery indices of each identity: row u of `table` holds the items of pid `uniq[u]`, padded with ng
+        if len(self.qp) != len(self.qc): raise InputValueError(f"q_pids has {len(self.qp)} items but q_camids {len(self.qc)}")
+        if len(self.gp) != len(self.gc): raise InputValueError(f"g_pids has {len(self.gp)} items but g_camids {len(self.gc)}")
+        self.nq, self.ng, self.remove_junk = len(self.qp), len(self.gp), remove_junk
+        # row u of `table` holds the gallery items of pid `uniq[u]`, padded with ng
         self.uniq, inv, counts = torch.unique(self.gp, return_inverse=True, return_counts=True)
         order = torch.argsort(inv, stable=True)
         col = torch.arange(self.ng) - (torch.cumsum(counts, 0) - counts)[inv[order]]
@@ -168,79 +198,151 @@ class ReIDAccumulator:
         found = (self.uniq[i] == self.qp) if len(self.uniq) else torch.zeros_like(self.qp, dtype=torch.bool)
         self.qrow = torch.where(found, i, len(self.uniq))       # each query's row of `table`
         self.num_neg = int((self.ng - torch.where(found, counts[i] if len(counts) else 0, 0)).sum())
-        self._neg_k = (self.num_neg if roc_max_fpr >= 1 else min(self.num_neg, math.floor(roc_max_fpr * self.num_neg) + 1))
-        self._first, self._ap, self._inp, self._hits, self._top, self._pos_d, self._neg = [], [], [], [], [], [], []
-        self._tau, self._neg_n = math.inf, 0
-        self.hpos = torch.zeros(bins, dtype=torch.float64) if hist_range is not None else None
-        self.hneg = torch.zeros(bins, dtype=torch.float64) if hist_range is not None else None
 
-    def _to(self, device):
-        self.device = torch.device(device)
-        for a in ('qp', 'qc', 'gp', 'gc', 'table', 'ginv', 'qrow', 'uniq'): setattr(self, a, getattr(self, a).to(self.device))
+    def to(self, device):
+        for a in ('qp', 'qc', 'gp', 'gc', 'table', 'ginv', 'qrow'): setattr(self, a, getattr(self, a).to(device))
 
-    @torch.no_grad()
-    def update(self, dist:Tensor, # (n, g) distances of the next n queries (in order) to the whole gallery
-              ):
-        "Add the next block of query rows."
-        if not isinstance(dist, Tensor): dist = torch.as_tensor(np.asarray(dist))
-        if self.device is None or self.device != self.qp.device: self._to(self.device or dist.device)
-        n, G = dist.shape
-        if G != self.ng: raise ValueError(f"distance block has {G} gallery columns but g_pids has {self.ng} items")
-        if self.seen + n > self.nq: raise ValueError(f"got rows {self.seen}:{self.seen+n} but q_pids has only {self.nq} queries")
-        cap = 1 << max(0, 31 - _nbits(G))                          # rows that fit in a 63-bit (row, distance, column) key
-        with _threads(1 if self.device.type == 'cpu' else None):
-            for i in range(0, n, cap): self._update(dist[i:i+cap].to(self.device, torch.float32))
-
-    def _update(self, d:Tensor):
+    def block(self, a:int, d:Tensor)->QueryBlock:
+        "The shared context of query rows `a:a+len(d)`."
         n, G = d.shape
-        a = self.seen
         qp, qc = self.qp[a:a+n], self.qc[a:a+n]
-        pidx = self.table[self.qrow[a:a+n]]                      # (n, P) gallery items with the query's pid
+        pidx = self.table[self.qrow[a:a+n]]
         real = pidx < G
-        pc = pidx.clamp_max(max(G - 1, 0))
-        junk = real & (self.gc[pc] == qc[:, None]) if self.protocol != 'vehicleid' else torch.zeros_like(real)
-        kpos = real & ~junk                                       # kept true matches
-        npos, P = kpos.sum(1), pidx.shape[1]
-        valid = npos > 0
-        rows = torch.arange(n, device=self.device)[:, None].expand(n, P)
-        pd = d.gather(1, pc)
-        if torch.isnan(pd[kpos]).any(): raise ValueError(f"distance rows {a}:{a+n}: a true match has a NaN distance")
-        pkey = _row_keys(rows, pd, pc, G)
-        pos_keys = pkey[kpos].sort().values                       # kept matches of all rows, in (row, distance, column) order
+        same = pidx.clamp_max(max(G - 1, 0))
+        junk = real & (self.gc[same] == qc[:, None]) if self.remove_junk else torch.zeros_like(real)
+        kept = real & ~junk
+        sd = d.gather(1, same)
+        if torch.isnan(sd[kept]).any(): raise InputValueError(f"distance rows {a}:{a+n}: a true match has a NaN distance")
+        return QueryBlock(start=a, dist=d, q_pids=qp, q_camids=qc, g_pids=self.gp, g_camids=self.gc, g_inv=self.ginv,
+                          num_ids=len(self.uniq), num_neg=self.num_neg, remove_junk=self.remove_junk, same=same, real=real,
+                          junk=junk, kept=kept, num_kept=kept.sum(1), same_dist=sd)
+
+@torch.no_grad()
+def collect(blocks, # (n, g) distance blocks of consecutive query rows, in order; or `iter_distance`'s (start, stop, dist)
+            q_pids, g_pids, # identities of the queries / gallery items
+            q_camids, g_camids, # cameras of the queries / gallery items
+            collectors:list, # objects with `update(QueryBlock)`; `None` entries are skipped
+            protocol:str='market', # 'vehicleid' removes nothing; the others remove same-identity same-camera items
+            device=None, # where to compute; default: the device of the first block
+           )->list:
+    "Feed every block of distance rows, with its shared context computed once, to each collector; returns the collectors."
+    _check_protocol(protocol)
+    ids = _Identities(q_pids, g_pids, q_camids, g_camids, remove_junk=protocol != 'vehicleid')
+    cols = [c for c in collectors if c is not None]
+    dev, seen = (torch.device(device) if device is not None else None), 0
+    for d in blocks:
+        if isinstance(d, tuple):
+            if d[0] != seen: raise InputValueError(f"block starts at query {d[0]} but {seen} rows were given so far")
+            d = d[-1]
+        if not isinstance(d, Tensor): d = torch.as_tensor(np.asarray(d))
+        if dev is None: dev = d.device
+        if ids.qp.device != dev: ids.to(dev)
+        n, G = d.shape
+        if G != ids.ng: raise InputValueError(f"distance block has {G} gallery columns but g_pids has {ids.ng} items")
+        if seen + n > ids.nq: raise InputValueError(f"got rows {seen}:{seen+n} but q_pids has only {ids.nq} queries")
+        cap = 1 << max(0, 31 - _nbits(G))                         # rows that fit in a 63-bit (row, distance, column) key
+        with _threads(1 if dev.type == 'cpu' else None):
+            for i in range(0, n, cap):
+                b = ids.block(seen, d[i:i+cap].to(dev, torch.float32))
+                for c in cols: c.update(b)
+                seen += len(b)
+    if seen != ids.nq: raise InputValueError(f"only {seen} of {ids.nq} query rows were given")
+    return cols
+
+# %% ../nbs/30_metrics.ipynb #45ee3575
+def _cat(xs:list, dtype=torch.float32)->Tensor: return torch.cat(xs) if xs else torch.zeros(0, dtype=dtype)
+
+class RankCollector:
+    "Per query: the rank of the first kept true match, AP and INP (FastReID's definitions), ties by gallery index."
+    def __init__(self, max_rank:int=50, # length of the CMC curve
+                ):
+        _check_max_rank(max_rank)
+        self.max_rank, self.protocol, self._first, self._ap, self._inp = max_rank, None, [], [], []
+
+    def update(self, b:QueryBlock):
+        d, npos = b.dist, b.num_kept
+        (n, G), P = d.shape, b.same.shape[1]
+        self.protocol = 'market' if b.remove_junk else 'vehicleid'
+        pos_keys = _row_keys(b.rows, b.same_dist, b.same, G)[b.kept].sort().values   # kept matches, (row, distance, column) order
         # only items up to the query's last kept match can come before one of its matches
-        hi = torch.where(kpos, pd, -math.inf).amax(1)
+        hi = torch.where(b.kept, b.same_dist, -math.inf).amax(1)
         r, c = torch.nonzero(d <= hi[:, None], as_tuple=True)
-        neg = self.gp[c] != qp[r]                                 # same-pid items (matches, junk) are not negatives
+        neg = b.g_pids[c] != b.q_pids[r]                          # same-pid items (matches, junk) are not negatives
         r, c = r[neg], c[neg]
         slot = torch.searchsorted(pos_keys, _row_keys(r, d[r, c], c, G))
         start = torch.cumsum(npos, 0) - npos                      # first kept match of each row in `pos_keys`
         cnt = torch.bincount(r * (P + 1) + (slot - start[r]), minlength=n * (P + 1)).view(n, P + 1)
-        j = torch.arange(P, device=self.device)
+        j = torch.arange(P, device=d.device)
         rank = (j + 1) + cnt.cumsum(1)[:, :P]                     # 1-based rank of the (j+1)-th kept match
         ap = torch.where(j[None] < npos[:, None], (j + 1) / rank, 0.).sum(1) / npos.clamp_min(1)
         inp = npos / rank.gather(1, (npos - 1).clamp_min(0)[:, None])[:, 0]
+        valid = b.valid
         self._first.append(torch.where(valid, rank[:, 0], 0).cpu())
         self._ap.append(torch.where(valid, ap, -1.).cpu()); self._inp.append(torch.where(valid, inp, -1.).cpu())
-        if self.protocol == 'cuhk03':
-            jm = torch.zeros(n, G, dtype=torch.bool, device=self.device)
-            if junk.any(): jm[rows[junk], pc[junk]] = True             # junk mask (n, G)
-            self._hits.append(self._cuhk03_hits(_sort_keys(d), jm, qp, valid, a))
-        if self.topk > 0: self._top.append(self._topk(d, qp, qc, pc, junk))
-        if self.roc or self.hpos is not None:
-            if torch.isnan(d.sum()): raise ValueError(f"distance rows {a}:{a+n} contain NaN; the ROC and histograms need finite distances")
-        if self.roc:
-            self._pos_d.append(pd[kpos].cpu())
-            self._add_negatives(d, qp, pd, real)
-        if self.hpos is not None: self._add_hist(d, pd, kpos, real, pc)
-        self.seen += n
 
-    def _topk(self, d, qp, qc, pc, junk):
-        "(n, topk) gallery indices of the first kept items, ties by index, -1 padding."
+    def result(self, draws:CUHK03Collector|None=None, # its single-shot CMC replaces the full-list one ('cuhk03')
+               top:TopKCollector|None=None, # its lists become `RankResult.topk`
+              )->RankResult:
+        "CMC, mAP, mINP and the per-query values."
+        first, ap, inp = _cat(self._first, torch.int64), _cat(self._ap), _cat(self._inp)
+        valid = ap >= 0
+        nv = int(valid.sum())
+        if nv == 0: raise InputValueError(f"no valid query: none of the {len(ap)} queries has a true match left in the gallery")
+        if draws is not None: cmc, protocol = draws.result(), 'cuhk03'
+        else:
+            f = first[valid].clamp_max(self.max_rank + 1) - 1
+            cmc, protocol = torch.bincount(f, minlength=self.max_rank + 1)[:self.max_rank].cumsum(0).double() / nv, self.protocol
+        return RankResult(cmc=cmc.float(), mAP=ap[valid].mean().item(), mINP=inp[valid].mean().item(),
+                          all_AP=ap[valid].float(), all_INP=inp[valid].float(), num_valid=nv, valid=valid,
+                          first_match=first, topk=None if top is None else top.result(), protocol=protocol)
+
+class CUHK03Collector:
+    "CUHK03's single-gallery-shot CMC: per valid query, `num_repeats` draws of one kept image per gallery identity."
+    def __init__(self, max_rank:int=50, # length of the CMC curve
+                 num_repeats:int=10, # draws per query
+                 seed:int=0, # draws depend on (seed, query index) only
+                ):
+        _check_max_rank(max_rank)
+        self.max_rank, self.num_repeats, self.seed, self._hits, self._valid = max_rank, num_repeats, seed, [], []
+
+    def update(self, b:QueryBlock):
+        "(n, max_rank) per query: the fraction of its draws whose first true match is within each rank."
+        (n, G), dev, keys, jm = b.dist.shape, b.dist.device, b.keys, b.junk_mask
+        R, valid = self.num_repeats, b.valid
+        ginv = b.g_inv.expand(R, G)
+        cut = torch.arange(1, self.max_rank + 1, device=dev)
+        gen, hits = torch.Generator(), torch.zeros(n, self.max_rank, dtype=torch.float64)
+        for r in range(n):
+            if not valid[r]: continue
+            gen.manual_seed(self.seed * 1_000_003 + b.start + r)
+            u = torch.rand(R, G, generator=gen).to(dev).masked_fill_(jm[r][None], -1.)
+            top = torch.full((R, b.num_ids), -1., device=dev).scatter_reduce_(1, ginv, u, 'amax')
+            sel = (u == top.gather(1, ginv)) & (u >= 0)               # one kept image per gallery identity
+            kp = torch.where(sel & (b.g_pids == b.q_pids[r])[None], keys[r][None], _BIG).min(1).values
+            first = ((keys[r][None] < kp[:, None]) & sel).sum(1) + 1
+            hits[r] = (first[:, None] <= cut[None]).double().mean(0).cpu()
+        self._hits.append(hits); self._valid.append(valid.cpu())
+
+    def result(self)->Tensor:
+        "The (max_rank,) single-shot CMC averaged over the valid queries (float64)."
+        valid = _cat(self._valid, torch.bool)
+        return _cat(self._hits, torch.float64)[valid].sum(0) / max(int(valid.sum()), 1)
+
+class TopKCollector:
+    "Per query: the first `k` kept gallery indices in (distance, index) order, -1 padding — the rank lists."
+    def __init__(self, k:int=10, # gallery items per query
+                ):
+        if k < 1: raise InputValueError(f"top-k lists need k ≥ 1, got {k}")
+        self.k, self._top = k, []
+
+    def update(self, b:QueryBlock):
+        d = b.dist
         n, G = d.shape
-        k = min(self.topk, G)
-        kk = min(G, k + int(junk.sum(1).max()))                    # enough to hold k kept items after dropping junk
+        k = min(self.k, G)
+        kk = min(G, k + int(b.junk.sum(1).max()))                  # enough to hold k kept items after dropping junk
         vals, idx = torch.topk(d, kk, dim=1, largest=False, sorted=False)
-        isj = (self.gp[idx] == qp[:, None]) & (self.gc[idx] == qc[:, None]) if self.protocol != 'vehicleid' else torch.zeros_like(idx, dtype=torch.bool)
+        isj = ((b.g_pids[idx] == b.q_pids[:, None]) & (b.g_camids[idx] == b.q_camids[:, None]) if b.remove_junk
+               else torch.zeros_like(idx, dtype=torch.bool))
         r = torch.arange(n, device=d.device)[:, None].expand(n, kk)
         key = torch.where(isj, _BIG, _row_keys(r, vals, idx, G)).sort(1).values[:, :k]
         out = torch.where(key == _BIG, -1, key & ((1 << _nbits(G)) - 1))
@@ -248,23 +350,36 @@ class ReIDAccumulator:
         kth = torch.where(key[:, -1] == _BIG, math.inf, d.gather(1, out[:, -1:].clamp_min(0))[:, 0])
         redo = (kk < G) & (kth >= vals.amax(1))
         for i in torch.nonzero(redo)[:, 0].tolist():
-            keys = _sort_keys(d[i:i+1])[0].masked_fill_(torch.zeros(G, dtype=torch.bool, device=d.device).index_fill_(0, pc[i][junk[i]], True), _BIG)
-            kv = torch.topk(keys, k, largest=False).values.sort().values
+            kv = torch.topk(_sort_keys(d[i:i+1])[0].masked_fill_(b.junk_mask[i], _BIG), k, largest=False).values.sort().values
             out[i] = torch.where(kv == _BIG, -1, kv & 0xFFFFFFFF)
-        return F.pad(out, (0, self.topk - k), value=-1).cpu()
+        self._top.append(F.pad(out, (0, self.k - k), value=-1).cpu())
 
-    def _add_negatives(self, d, qp, pd, real):
-        "Keep the negative distances an exact ROC up to `roc_max_fpr` needs (all of them when it is 1)."
-        k = self._neg_k
-        if k >= self.num_neg: cand = d[self.gp[None] != qp[:, None]]
+    def result(self)->Tensor: return _cat(self._top, torch.int64).view(-1, self.k)
+
+# %% ../nbs/30_metrics.ipynb #383c9a02
+class RocCollector:
+    "The distances of the kept pairs an exact ROC up to `max_fpr` needs."
+    def __init__(self, max_fpr:float=1., # keep enough negatives for an exact ROC up to this FPR (< 1 bounds memory)
+                ):
+        self.max_fpr, self.num_neg, self._k = max_fpr, 0, None
+        self._pos, self._neg, self._tau, self._neg_n = [], [], math.inf, 0
+
+    def update(self, b:QueryBlock):
+        b.check_finite('the ROC and histograms')
+        if self._k is None:
+            self.num_neg = b.num_neg
+            self._k = b.num_neg if self.max_fpr >= 1 else min(b.num_neg, math.floor(self.max_fpr * b.num_neg) + 1)
+        self._pos.append(b.same_dist[b.kept].cpu())
+        d, k = b.dist, self._k
+        if k >= self.num_neg: cand = d[b.g_pids[None] != b.q_pids[:, None]]
         else:
             if not math.isfinite(self._tau):                        # a first bound from a sample, checked exactly
-                n_neg = d.numel() - int(real.sum())
+                n_neg = d.numel() - int(b.real.sum())
                 smp = d.view(-1)[torch.randint(0, d.numel(), (min(d.numel(), 1 << 16),), device=d.device)]
                 v = torch.quantile(smp, min(1., 4 * k / max(n_neg, 1))).item()
-                if int((d <= v).sum()) - int((pd[real] <= v).sum()) >= k: self._tau = v
+                if int((d <= v).sum()) - int((b.same_dist[b.real] <= v).sum()) >= k: self._tau = v
             r, c = torch.nonzero(d <= self._tau, as_tuple=True)
-            keep = self.gp[c] != qp[r]
+            keep = b.g_pids[c] != b.q_pids[r]
             cand = d[r[keep], c[keep]]
         self._neg.append(cand.cpu()); self._neg_n += len(cand)
         if k < self.num_neg and self._neg_n > 2 * k:
@@ -273,58 +388,13 @@ class ReIDAccumulator:
             buf = buf[buf <= self._tau]
             self._neg, self._neg_n = [buf], len(buf)
 
-    def _add_hist(self, d, pd, kpos, real, pc):
-        "Same-identity histogram exactly; different-identity from every s-th gallery column (s = 1 up to 4,096 columns)."
-        lo, hi = self.hist_range
-        h = lambda x: torch.histc(x, self.bins, lo, hi).double().cpu()
-        self.hpos += h(pd[kpos].clamp(lo, hi))
-        G = d.shape[1]
-        s = max(1, G // 4096)
-        sub = real & (pc % s == 0)                                  # same-pid items among the sampled columns
-        hn = h(d[:, ::s].clamp(lo, hi)) - h(pd[sub].clamp(lo, hi))
-        if s > 1: hn *= (d.numel() - int(real.sum())) / max(hn.sum().item(), 1.)
-        self.hneg += hn
-
-    def _cuhk03_hits(self, keys, jm, qp, valid, a):
-        "(n, max_rank): fraction of the draws whose first true match is within each rank."
-        n, G = keys.shape
-        R, U = self.num_repeats, len(self.uniq)
-        ginv = self.ginv.expand(R, G)
-        cut = torch.arange(1, self.max_rank + 1, device=self.device)
-        gen, hits = torch.Generator(), torch.zeros(n, self.max_rank, dtype=torch.float64)
-        for r in range(n):
-            if not valid[r]: continue
-            gen.manual_seed(self.seed * 1_000_003 + a + r)             # draws depend on (seed, query index) only
-            u = torch.rand(R, G, generator=gen).to(self.device).masked_fill_(jm[r][None], -1.)
-            top = torch.full((R, U), -1., device=self.device).scatter_reduce_(1, ginv, u, 'amax')
-            sel = (u == top.gather(1, ginv)) & (u >= 0)               # one kept image per gallery identity
-            kp = torch.where(sel & (self.gp == qp[r])[None], keys[r][None], _BIG).min(1).values
-            first = ((keys[r][None] < kp[:, None]) & sel).sum(1) + 1
-            hits[r] = (first[:, None] <= cut[None]).double().mean(0).cpu()
-        return hits
-
-    def rank_result(self)->RankResult:
-        "CMC, mAP, mINP and per-query values."
-        if self.seen != self.nq: raise ValueError(f"only {self.seen} of {self.nq} query rows were given")
-        first, ap, inp = torch.cat(self._first), torch.cat(self._ap), torch.cat(self._inp)
-        valid = ap >= 0
-        nv = int(valid.sum())
-        if nv == 0: raise ValueError(f"no valid query: none of the {self.nq} queries has a true match left in the gallery")
-        if self.protocol == 'cuhk03': cmc = torch.cat(self._hits)[valid].sum(0) / nv
-        else:
-            f = first[valid].clamp_max(self.max_rank + 1) - 1
-            cmc = torch.bincount(f, minlength=self.max_rank + 1)[:self.max_rank].cumsum(0).double() / nv
-        return RankResult(cmc=cmc.float(), mAP=ap[valid].mean().item(), mINP=inp[valid].mean().item(),
-                          all_AP=ap[valid].float(), all_INP=inp[valid].float(), num_valid=nv, valid=valid,
-                          first_match=first, topk=torch.cat(self._top) if self._top else None, protocol=self.protocol)
-
-    def roc_result(self, fprs=(1e-4, 1e-3, 1e-2))->RocResult:
-        "The ROC of the kept pairs (exact up to `roc_max_fpr`) and the TPR at each of `fprs`."
-        if not self.roc: raise ValueError("this accumulator was built with roc=False")
-        pos = torch.cat(self._pos_d).double().sort().values
-        neg = torch.cat(self._neg).double().sort().values
+    def result(self, fprs=(1e-4, 1e-3, 1e-2), # report the TPR at these false-positive rates
+              )->RocResult:
+        "The ROC of the kept pairs (exact up to `max_fpr`) and the TPR at each of `fprs`."
+        pos = _cat(self._pos).double().sort().values
+        neg = _cat(self._neg).double().sort().values
         npos, nneg = len(pos), self.num_neg
-        if npos == 0 or nneg == 0: raise ValueError(f"the ROC needs same- and different-identity pairs; got {npos} and {nneg}")
+        if npos == 0 or nneg == 0: raise InputValueError(f"the ROC needs same- and different-identity pairs; got {npos} and {nneg}")
         complete = len(neg) == nneg
         last = torch.ones(npos, dtype=torch.bool); last[:-1] = pos[1:] != pos[:-1]
         t = pos[last]                                                # one point per distinct positive distance
@@ -335,19 +405,44 @@ class ReIDAccumulator:
         z = lambda v: torch.full((1,), v, dtype=torch.float64)
         fpr, tpr, thr = torch.cat([z(0.), fp / nneg]), torch.cat([z(0.), tp / npos]), torch.cat([z(-math.inf), t])
         if complete: fpr, tpr, thr = torch.cat([fpr, z(1.)]), torch.cat([tpr, z(1.)]), torch.cat([thr, z(math.inf)])
-        maxf = 1. if complete else self.roc_max_fpr
+        maxf = 1. if complete else self.max_fpr
         for f in fprs:
-            if f > maxf: raise ValueError(f"TPR@FPR={f} asked for, but the ROC is kept only up to roc_max_fpr={maxf}")
+            if f > maxf: raise InputValueError(f"TPR@FPR={f} asked for, but the ROC is kept only up to roc_max_fpr={maxf}")
         return RocResult(fpr=fpr, tpr=tpr, thresholds=thr, tpr_at_fpr={f: tpr[fpr <= f].max().item() for f in fprs},
                          num_pos=npos, num_neg=nneg, max_fpr=maxf)
 
-    def histograms(self)->tuple:
-        "(bin edges, same-identity counts, different-identity counts) of the kept pairs."
-        if self.hpos is None: raise ValueError("this accumulator was built without hist_range")
-        lo, hi = self.hist_range
-        return torch.linspace(lo, hi, self.bins + 1), self.hpos.clone(), self.hneg.clone()
+class HistCollector:
+    "Histograms of the kept pairs' distances: same identity (exact) and different identity."
+    def __init__(self, lo:float, hi:float, # the histograms' range; distances outside count in the end bins
+                 bins:int=100):
+        self.lo, self.hi, self.bins = lo, hi, bins
+        self.same, self.diff = torch.zeros(bins, dtype=torch.float64), torch.zeros(bins, dtype=torch.float64)
 
-# %% ../nbs/30_metrics.ipynb #aaf9f2a2
+    def update(self, b:QueryBlock):
+        "Same-identity counts exactly; different-identity from every s-th gallery column (s = 1 up to 4,096 columns)."
+        b.check_finite('the ROC and histograms')
+        lo, hi, d = self.lo, self.hi, b.dist
+        h = lambda x: torch.histc(x, self.bins, lo, hi).double().cpu()
+        self.same += h(b.same_dist[b.kept].clamp(lo, hi))
+        s = max(1, d.shape[1] // 4096)
+        sub = b.real & (b.same % s == 0)                           # same-pid items among the sampled columns
+        hn = h(d[:, ::s].clamp(lo, hi)) - h(b.same_dist[sub].clamp(lo, hi))
+        if s > 1: hn *= (d.numel() - int(b.real.sum())) / max(hn.sum().item(), 1.)
+        self.diff += hn
+
+    def result(self)->tuple:
+        "(bin edges, same-identity counts, different-identity counts)."
+        return torch.linspace(self.lo, self.hi, self.bins + 1), self.same.clone(), self.diff.clone()
+
+# %% ../nbs/30_metrics.ipynb #477685ca
+def _row_blocks(distmat, q_pids, g_pids, chunk_size:int|None=None):
+    "Blocks of `chunk_size` rows of a full matrix, after checking its shape against the identities."
+    nq, ng = len(q_pids), len(g_pids)
+    if tuple(distmat.shape) != (nq, ng):
+        raise InputValueError(f"distmat is {tuple(distmat.shape)} but there are {nq} queries and {ng} gallery items")
+    cs = chunk_size or _auto_chunk(ng)
+    return (distmat[i:i+cs] for i in range(0, nq, cs))
+
 def evaluate_rank(distmat, # (q, g) distances, numpy or torch
                   q_pids, g_pids, # identities of the queries / gallery items
                   q_camids, g_camids, # cameras of the queries / gallery items
@@ -359,13 +454,11 @@ def evaluate_rank(distmat, # (q, g) distances, numpy or torch
                   seed:int=0, # cuhk03 seed
                  )->RankResult:
     "CMC, mAP, mINP, per-query AP/INP and the number of valid queries, as FastReID's `evaluate_rank` defines them."
-    acc = ReIDAccumulator(q_pids, g_pids, q_camids, g_camids, max_rank=max_rank, protocol=protocol, topk=topk,
-                          num_repeats=num_repeats, seed=seed)
-    if tuple(distmat.shape) != (acc.nq, acc.ng):
-        raise ValueError(f"distmat is {tuple(distmat.shape)} but there are {acc.nq} queries and {acc.ng} gallery items")
-    cs = chunk_size or _auto_chunk(acc.ng)
-    for i in range(0, acc.nq, cs): acc.update(distmat[i:i+cs])
-    return acc.rank_result()
+    rank = RankCollector(max_rank)
+    draws = CUHK03Collector(max_rank, num_repeats, seed) if protocol == 'cuhk03' else None
+    top = TopKCollector(topk) if topk else None
+    collect(_row_blocks(distmat, q_pids, g_pids, chunk_size), q_pids, g_pids, q_camids, g_camids, [rank, draws, top], protocol)
+    return rank.result(draws, top)
 
 def evaluate_roc(distmat, # (q, g) distances, numpy or torch
                  q_pids, g_pids, # identities of the queries / gallery items
@@ -376,24 +469,6 @@ def evaluate_roc(distmat, # (q, g) distances, numpy or torch
                  chunk_size:int|None=None, # query rows per block
                 )->RocResult:
     "ROC over all query–gallery pairs except the removed ones; positive = same identity, accept when distance ≤ threshold."
-    acc = ReIDAccumulator(q_pids, g_pids, q_camids, g_camids, protocol='vehicleid' if protocol == 'vehicleid' else 'market',
-                          roc=True, roc_max_fpr=max_fpr)
-    if tuple(distmat.shape) != (acc.nq, acc.ng):
-        raise ValueError(f"distmat is {tuple(distmat.shape)} but there are {acc.nq} queries and {acc.ng} gallery items")
-    cs = chunk_size or _auto_chunk(acc.ng)
-    for i in range(0, acc.nq, cs): acc.update(distmat[i:i+cs])
-    return acc.roc_result(fprs)
-
-def vehicleid_split(pids, # identities of the test images
-                    seed:int=0, # seed of the draw
-                   )->Tensor:
-    "VehicleID's split as FastReID makes it: one random image per identity is the gallery (True), the rest are queries."
-    pids = _as_long(pids, 'cpu')
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(pids), generator=g)
-    _, inv = torch.unique(pids[perm], return_inverse=True)
-    first = torch.full((int(inv.max()) + 1 if len(inv) else 0,), len(pids), dtype=torch.int64).scatter_reduce(
-        0, inv, torch.arange(len(pids)), 'amin')
-    is_gallery = torch.zeros(len(pids), dtype=torch.bool)
-    is_gallery[perm[first]] = True
-    return is_gallery
+    roc = RocCollector(max_fpr)
+    collect(_row_blocks(distmat, q_pids, g_pids, chunk_size), q_pids, g_pids, q_camids, g_camids, [roc], protocol)
+    return roc.result(fprs)

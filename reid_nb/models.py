@@ -1,4 +1,4 @@
-"""`ReIDModel` (backbone → pooling → head, normalisation inside), MGN, building from arguments or a FastReID config, FastReID / torchreid checkpoint import, and a params/FLOPs summary.
+"""`ReIDModel` (backbone → pooling → head, normalisation inside), MGN, `build_model`, self-describing checkpoints (`save_reid_model` / `load_reid_model`) and a params/FLOPs summary.
 
 Docs: https://reid-nb.github.io/reid_nb/models.html.md"""
 
@@ -6,38 +6,18 @@ Docs: https://reid-nb.github.io/reid_nb/models.html.md"""
 
 # %% ../nbs/14_models.ipynb #7b911829
 from __future__ import annotations
-import copy, re, warnings
-from dataclasses import dataclass, fields
+import copy, warnings
 from pathlib import Path
 import torch
-import torch.nn.functional as F
 from torch import nn, Tensor
-from .config import cfg_get, load_config
+from .core import save_checkpoint, load_checkpoint, InputValueError
 from .layers import get_pooling
-from .heads import EmbeddingHead, HeadOutput
-from .backbones import build_backbone, read_state_dict, LoadReport
+from .heads import EmbeddingHead, ReIDOutput
+from .backbones import build_backbone, load_weights
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'MGN_HEADS', 'FASTREID_RENAMES', 'TORCHREID_ARCHS', 'ReIDOutput', 'ReIDModel', 'MGN',
-           'build_model', 'fastreid_resnest_dilation', 'fastreid_model_args', 'build_model_from_config',
-           'fastreid_filter_fn', 'ImportReport', 'load_fastreid_checkpoint', 'torchreid_filter_fn',
-           'load_torchreid_checkpoint', 'model_summary']
-
-# %% ../nbs/14_models.ipynb #472bd039
-@dataclass
-class ReIDOutput:
-    "What a reid_nb model returns while training (lists per branch for multi-branch models such as MGN)."
-    features:Tensor|list # B×C pooled global feature(s) before the neck — the triplet input in BoT
-    neck:Tensor|list # B×D feature(s) after the neck
-    logits:Tensor|list|None=None # B×K classifier logits with the margin (cross-entropy input); None without classifier
-    pred_class_logits:Tensor|list|None=None # B×K margin-free logits (training accuracy)
-    fmap:Tensor|None=None # B×C×h×w backbone feature map, when asked for
-    @property
-    def cls_outputs(self): "FastReID's name for `logits`"; return self.logits
-    @property
-    def is_multi(self)->bool: "Several branches (lists)?"; return isinstance(self.features, (list, tuple))
-    def __getitem__(self, k): return getattr(self, k)
-    def keys(self): return [f.name for f in fields(self)]
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'MGN_HEADS', 'ReIDModel', 'MGN', 'fastreid_resnest_dilation', 'build_model',
+           'model_meta', 'save_reid_model', 'load_reid_model', 'model_summary']
 
 # %% ../nbs/14_models.ipynb #c6199217
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -45,8 +25,8 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 class _Normalized(nn.Module):
     "Mixin: `pixel_mean` / `pixel_std` buffers (3 values for [0, 1] RGB), `preprocess`, `embed`."
     def _init_norm(self, pixel_mean, pixel_std):
-        if len(pixel_mean) != 3 or len(pixel_std) != 3: raise ValueError(f"pixel_mean/pixel_std need 3 values (RGB), got {pixel_mean}, {pixel_std}")
-        if min(pixel_std) <= 0: raise ValueError(f"pixel_std must be > 0, got {pixel_std}")
+        if len(pixel_mean) != 3 or len(pixel_std) != 3: raise InputValueError(f"pixel_mean/pixel_std need 3 values (RGB), got {pixel_mean}, {pixel_std}")
+        if min(pixel_std) <= 0: raise InputValueError(f"pixel_std must be > 0, got {pixel_std}")
         if max(map(abs, pixel_mean)) > 1.5 or max(pixel_std) > 1.5:
             warnings.warn(f"pixel_mean={pixel_mean}, pixel_std={pixel_std} look like 0-255 statistics; "
                           "reid_nb models take RGB in [0, 1] (divide FastReID's PIXEL_MEAN/STD by 255)")
@@ -55,8 +35,8 @@ class _Normalized(nn.Module):
 
     def preprocess(self, x:Tensor)->Tensor:
         "Normalise a B×3×H×W float RGB batch in [0, 1] (not in place)."
-        if x.ndim != 4 or x.shape[1] != 3: raise ValueError(f"expected images B×3×H×W, got {tuple(x.shape)}")
-        if not x.is_floating_point(): raise TypeError(f"expected float RGB in [0, 1], got {x.dtype} (convert uint8 with x.float() / 255)")
+        if x.ndim != 4 or x.shape[1] != 3: raise InputValueError(f"expected images B×3×H×W, got {tuple(x.shape)}")
+        if not x.is_floating_point(): raise InputValueError(f"expected float RGB in [0, 1], got {x.dtype} (convert uint8 with x.float() / 255)")
         return (x - self.pixel_mean) / self.pixel_std
 
     @torch.no_grad()
@@ -73,7 +53,7 @@ class ReIDModel(_Normalized):
     def __init__(self,
                  backbone:nn.Module, # B×3×H×W → B×C×h×w
                  pool:nn.Module, # B×C×h×w → B×C×1×1 (see `reid_nb.layers.get_pooling`)
-                 head:nn.Module, # e.g. `EmbeddingHead`: HeadOutput in training, B×D in eval
+                 head:nn.Module, # e.g. `EmbeddingHead`: ReIDOutput in training, B×D in eval
                  pixel_mean=IMAGENET_MEAN, # per-channel mean of [0, 1] RGB inputs
                  pixel_std=IMAGENET_STD, # per-channel std of [0, 1] RGB inputs
                 ):
@@ -91,11 +71,12 @@ class ReIDModel(_Normalized):
                )->ReIDOutput|Tensor: # ReIDOutput in training, the B×D embedding in eval
         fmap = self.backbone(self.preprocess(x))
         pooled = self.pool(fmap)
-        out = self.heads(pooled, targets) if self.training else self.heads(pooled)
-        if not self.training: return out
-        if isinstance(out, (HeadOutput, ReIDOutput)) or hasattr(out, 'neck'):
-            return ReIDOutput(out.features, out.neck, out.logits, getattr(out, 'pred_class_logits', None), fmap if with_fmap else None)
-        raise TypeError(f"head {type(self.heads).__name__} returned {type(out).__name__} in training; expected a HeadOutput")
+        if not self.training: return self.heads(pooled)
+        out = self.heads(pooled, targets)
+        if not isinstance(out, ReIDOutput):
+            raise TypeError(f"head {type(self.heads).__name__} returned {type(out).__name__} in training; expected a ReIDOutput")
+        if with_fmap: out.fmap = fmap
+        return out
 
 # %% ../nbs/14_models.ipynb #71b4d81f
 MGN_HEADS = ('b1', 'b2', 'b21', 'b22', 'b3', 'b31', 'b32', 'b33')
@@ -151,11 +132,11 @@ class MGN(_Normalized):
         "The 8 feature maps (name → B×C×h×w) from a normalised batch."
         f = self.backbone(x)
         b1, b2, b3 = self.b1(f), self.b2(f), self.b3(f)
-        H = b2.shape[2]
-        if H % 2 or H % 3: raise ValueError(f"MGN cuts the final map into 2 and 3 stripes: its height {H} must be divisible by 6 "
-                                             f"(input height {x.shape[2]}; with last stride 1 use a multiple of 96, e.g. 96, 192, 384)")
-        b21, b22 = torch.chunk(b2, 2, dim=2)
-        b31, b32, b33 = torch.chunk(b3, 3, dim=2)
+        p2, p3 = torch.chunk(b2, 2, dim=2), torch.chunk(b3, 3, dim=2)  # FastReID's stripes: ceil(H/n) rows, the last shorter
+        if len(p2) != 2 or len(p3) != 3:
+            raise InputValueError(f"MGN cuts its final map into 2 and 3 horizontal stripes, but an input {x.shape[2]} pixels high "
+                                  f"gives a map {b2.shape[2]} rows high, too low for 3 stripes; use an input at least 48 pixels high (FastReID: 256 or 384)")
+        (b21, b22), (b31, b32, b33) = p2, p3
         return dict(b1=b1, b2=b2, b21=b21, b22=b22, b3=b3, b31=b31, b32=b32, b33=b33)
 
     def forward(self,
@@ -175,9 +156,19 @@ class MGN(_Normalized):
                           [o[n].pred_class_logits for n in MGN_HEADS], maps['b1'] if with_fmap else None)
 
 # %% ../nbs/14_models.ipynb #dc6a4739
+def fastreid_resnest_dilation(backbone:nn.Module)->list:
+    "FastReID's ResNeSt with last stride 1 dilates the 3×3 convs of `layer4`'s blocks after the first (dilation 2); returns the names changed."
+    net = getattr(backbone, 'model', backbone)
+    changed = []
+    for i, blk in enumerate(list(net.layer4)[1:], 1):
+        conv = blk.conv2.conv if hasattr(blk.conv2, 'conv') else blk.conv2
+        conv.dilation, conv.padding = (2, 2), (2, 2)
+        changed.append(f'layer4.{i}.conv2')
+    return changed
+
 def build_model(arch:str='resnet50', # backbone name, see `reid_nb.backbones.BACKBONES`
                 num_classes:int=0, # identities for the classifier; 0: embedding only
-                pretrained=None, # backbone weights: a timm name / local file (see `build_backbone`), None for random
+                pretrained=None, # backbone weights: a timm name / local file (see `build_backbone`); None or False: random
                 last_stride:int=1, # stride of the last stage (1 keeps a 16×8 map at 256×128)
                 with_ibn:bool=False, # IBN-a blocks in the backbone
                 with_nl:bool=False, # non-local blocks in the backbone
@@ -194,193 +185,76 @@ def build_model(arch:str='resnet50', # backbone name, see `reid_nb.backbones.BAC
                 pixel_std=IMAGENET_STD,
                 **backbone_kw, # more arguments for `build_backbone`
                )->nn.Module:
-    "Build a re-id model (`ReIDModel` or `MGN`) from explicit arguments."
-    if meta_arch not in ('baseline', 'mgn'): raise ValueError(f"meta_arch={meta_arch!r}: expected 'baseline' or 'mgn'")
+    "Build a re-id model (`ReIDModel` or `MGN`) from explicit arguments; they are kept in `model.build_args`."
+    args = {k: v for k, v in locals().items() if k not in ('pretrained', 'backbone_kw')} | backbone_kw
+    if meta_arch not in ('baseline', 'mgn'): raise InputValueError(f"meta_arch={meta_arch!r}: expected 'baseline' or 'mgn'")
     backbone = build_backbone(arch, pretrained=pretrained, last_stride=last_stride, with_ibn=with_ibn, with_nl=with_nl, **backbone_kw)
     def make_head(c): return EmbeddingHead(c, num_classes, embedding_dim=embedding_dim, neck=neck, neck_feat=neck_feat,
                                            cls_type=cls_type, scale=scale, margin=margin)
-    if meta_arch == 'mgn': return MGN(backbone, pool, make_head, pixel_mean, pixel_std)
-    if resnest_dilation and last_stride == 1: fastreid_resnest_dilation(backbone)
-    C = backbone.out_channels
-    pool_layer = get_pooling(pool, in_channels=C)
-    return ReIDModel(backbone, pool_layer, make_head(C), pixel_mean, pixel_std)
-
-# %% ../nbs/14_models.ipynb #1fd588e3
-_FR_CLS = {'Linear': 'linear', 'CosSoftmax': 'cosSoftmax', 'ArcSoftmax': 'arcSoftmax', 'CircleSoftmax': 'circleSoftmax'}
-_FR_META = {'Baseline': 'baseline', 'MGN': 'mgn'}
-_FR_RESNEST = {'50x': 'resnest50d', '101x': 'resnest101e', '200x': 'resnest200e', '269x': 'resnest269e'}  # timm's equivalents
-
-def fastreid_resnest_dilation(backbone:nn.Module)->list:
-    "FastReID's ResNeSt with last stride 1 dilates the 3×3 convs of `layer4`'s blocks after the first (dilation 2); returns the names changed."
-    net = getattr(backbone, 'model', backbone)
-    changed = []
-    for i, blk in enumerate(list(net.layer4)[1:], 1):
-        conv = blk.conv2.conv if hasattr(blk.conv2, 'conv') else blk.conv2
-        conv.dilation, conv.padding = (2, 2), (2, 2)
-        changed.append(f'layer4.{i}.conv2')
-    return changed
-
-def _unsupported(key, value, valid): return ValueError(f"config key MODEL.{key} = {value!r} has no reid_nb equivalent; supported: {valid}")
-
-def fastreid_model_args(cfg:dict)->dict:
-    "`build_model` keyword arguments for the MODEL.* part of a FastReID-keyed config (errors name the key)."
-    g = lambda k: cfg_get(cfg, f'MODEL.{k}')
-    meta = g('META_ARCHITECTURE')
-    if meta not in _FR_META: raise _unsupported('META_ARCHITECTURE', meta, list(_FR_META))
-    name, depth = g('BACKBONE.NAME'), str(g('BACKBONE.DEPTH'))
-    if name == 'build_resnet_backbone':
-        if not depth.endswith('x') or not depth[:-1].isdigit(): raise _unsupported('BACKBONE.DEPTH', depth, ['18x', '34x', '50x', '101x'])
-        arch = f'resnet{depth[:-1]}'
-    elif name == 'build_resnest_backbone':
-        if depth not in _FR_RESNEST: raise _unsupported('BACKBONE.DEPTH', depth, list(_FR_RESNEST))
-        arch = _FR_RESNEST[depth]
-    elif name == 'build_osnet_backbone':
-        if depth not in ('x1_0', 'x0_75', 'x0_5', 'x0_25'): raise _unsupported('BACKBONE.DEPTH', depth, ['x1_0', 'x0_75', 'x0_5', 'x0_25'])
-        arch = f'osnet_{depth}'
-    else: raise _unsupported('BACKBONE.NAME', name, ['build_resnet_backbone', 'build_resnest_backbone', 'build_osnet_backbone'])
-    for k in ('BACKBONE.NORM', 'HEADS.NORM'):
-        if g(k) not in ('BN', 'syncBN'): raise _unsupported(k, g(k), ['BN', 'syncBN (same as BN on one device)'])
-    if g('BACKBONE.WITH_SE'): raise _unsupported('BACKBONE.WITH_SE', True, [False])
-    if g('HEADS.NAME') != 'EmbeddingHead': raise _unsupported('HEADS.NAME', g('HEADS.NAME'), ['EmbeddingHead'])
-    if g('HEADS.CLS_LAYER') not in _FR_CLS: raise _unsupported('HEADS.CLS_LAYER', g('HEADS.CLS_LAYER'), list(_FR_CLS))
-    if g('HEADS.NECK_FEAT') not in ('before', 'after'): raise _unsupported('HEADS.NECK_FEAT', g('HEADS.NECK_FEAT'), ['before', 'after'])
-    mean, std = [float(v) / 255 for v in g('PIXEL_MEAN')], [float(v) / 255 for v in g('PIXEL_STD')]
-    pretrained = g('BACKBONE.PRETRAIN_PATH') or None if g('BACKBONE.PRETRAIN') else None
-    resnest = name == 'build_resnest_backbone'  # FastReID 1.4's ResNeSt ignores WITH_IBN / WITH_NL
-    return dict(arch=arch, num_classes=int(g('HEADS.NUM_CLASSES')), pretrained=pretrained, last_stride=int(g('BACKBONE.LAST_STRIDE')),
-                with_ibn=bool(g('BACKBONE.WITH_IBN')) and not resnest, with_nl=bool(g('BACKBONE.WITH_NL')) and not resnest,
-                pool=g('HEADS.POOL_LAYER'), embedding_dim=int(g('HEADS.EMBEDDING_DIM')),
-                neck='bnneck' if g('HEADS.WITH_BNNECK') else 'linear', neck_feat='after',
-                cls_type=_FR_CLS[g('HEADS.CLS_LAYER')], scale=float(g('HEADS.SCALE')), margin=float(g('HEADS.MARGIN')),
-                meta_arch=_FR_META[meta], pixel_mean=tuple(mean), pixel_std=tuple(std), **({'resnest_dilation': True} if resnest else {}))
-
-def build_model_from_config(cfg:dict|str|Path, # a config dict (from `load_config`) or a YAML path
-                            num_classes:int|None=None, # identities; None: MODEL.HEADS.NUM_CLASSES
-                            **overrides, # any `build_model` argument, e.g. pretrained=None
-                           )->nn.Module:
-    "Build the model a FastReID-keyed config describes (`ReIDModel` or `MGN`)."
-    if not isinstance(cfg, dict): cfg = load_config(cfg)
-    kw = fastreid_model_args(cfg)
-    if num_classes is not None: kw['num_classes'] = num_classes
-    kw.update(overrides)
-    if cfg_get(cfg, 'MODEL.BACKBONE.PRETRAIN') and not cfg_get(cfg, 'MODEL.BACKBONE.PRETRAIN_PATH') and 'pretrained' not in overrides:
-        warnings.warn("MODEL.BACKBONE.PRETRAIN is True but MODEL.BACKBONE.PRETRAIN_PATH is empty: reid_nb does not download "
-                      "weights at run time; building with random weights (pass pretrained=<timm name or file>)")
-    model = build_model(**kw)
-    fd = cfg_get(cfg, 'MODEL.BACKBONE.FEAT_DIM')
-    C = model.out_channels if isinstance(model, MGN) else model.backbone.out_channels
-    if fd != C: raise ValueError(f"config key MODEL.BACKBONE.FEAT_DIM = {fd} but backbone {kw['arch']!r} gives {C} channels")
+    if meta_arch == 'mgn': model = MGN(backbone, pool, make_head, pixel_mean, pixel_std)
+    else:
+        if resnest_dilation and last_stride == 1: fastreid_resnest_dilation(backbone)
+        C = backbone.out_channels
+        model = ReIDModel(backbone, get_pooling(pool, in_channels=C), make_head(C), pixel_mean, pixel_std)
+    model.build_args = args
     return model
 
-# %% ../nbs/14_models.ipynb #fe7761ce
-_MGN_POOL = r'^(b1|b2|b21|b22|b3|b31|b32|b33)_head\.pool_layer\.'
-FASTREID_RENAMES = [  # (regex on the FastReID key, replacement, reason) — applied in order, first match wins
-    (r'^heads\.pool_layer\.', 'pool.', 'pooling belongs to the model, not the head'),
-    (_MGN_POOL, r'pools.\1.', "MGN: each head's pooling"),
-    (r'^heads\.classifier\.weight$', 'heads.weight', 'FastReID < 1.4 classifier name'),
-    (r'^(b1|b2|b21|b22|b3|b31|b32|b33)_head\.classifier\.weight$', r'\1_head.weight', 'FastReID < 1.4 classifier name (MGN)'),
-]
 
-def fastreid_filter_fn(state_dict:dict, # a FastReID model state dict (the checkpoint's 'model')
-                      )->tuple[dict, dict]: # (reid_nb state dict, {FastReID key: what was done} for every key not copied as is)
-    "Map a FastReID state dict onto reid_nb's `ReIDModel` / `MGN` names (see the table above)."
-    out, notes = {}, {}
-    resnest = any(k.startswith('backbone.') and '.conv2.fc1.' in k for k in state_dict)  # split-attention blocks
-    for k, v in state_dict.items():
-        if resnest and k.startswith('backbone.'):
-            out['backbone.model.' + k[9:]] = v; notes[k] = 'renamed -> backbone.model.* (ResNeSt: timm model inside TimmBackbone)'; continue
-        if k in ('pixel_mean', 'pixel_std'):
-            out[k] = v.reshape(1, 3, 1, 1).float() / 255; notes[k] = 'converted: divided by 255 (inputs in [0, 1])'; continue
-        for pat, rep, why in FASTREID_RENAMES:
-            if re.match(pat, k):
-                nk = re.sub(pat, rep, k); out[nk] = v; notes[k] = f'renamed -> {nk} ({why})'; break
-        else: out[k] = v
-    return out, notes
 
-# %% ../nbs/14_models.ipynb #532b0fc5
-@dataclass
-class ImportReport(LoadReport):
-    "`LoadReport` plus what the filter function did to each source key it did not copy as is."
-    notes:dict=None # source key -> 'renamed ...', 'dropped: ...', 'folded ...', 'filled ...'
-    def __str__(self):
-        s = super().__str__()
-        if self.notes: s += '; notes: ' + '; '.join(f'{k}: {v}' for k, v in list(self.notes.items())[:8]) + (' ...' if len(self.notes) > 8 else '')
-        return s
+# %% ../nbs/14_models.ipynb #aa4d80dd
+def _hw(size)->list|None:
+    "An (H, W) size as a list (an int `s` means s×s)."
+    if size is None: return None
+    return [int(size), int(size)] if isinstance(size, int) else [int(v) for v in size]
 
-def _strict_load(model:nn.Module, mapped:dict, src, notes:dict, strict:bool=True)->ImportReport:
-    "Load `mapped` into `model`; raise (strict) unless every tensor is filled and used, shapes equal."
-    own = model.state_dict()
-    rep = ImportReport(str(src), ignored=[k for k, v in notes.items() if v.startswith('dropped')], notes=dict(notes))
-    rep.missing = [k for k in own if k not in mapped and not k.endswith('num_batches_tracked')]
-    rep.unexpected = [k for k in mapped if k not in own]
-    rep.mismatched = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in mapped.items() if k in own and v.shape != own[k].shape]
-    if strict and not rep.ok:
-        raise RuntimeError(f"checkpoint {src} does not fit {type(model).__name__} strictly — missing: {rep.missing[:8]}, "
-                           f"unexpected: {rep.unexpected[:8]}, mismatched (key, file, model): {rep.mismatched[:8]}")
-    good = {k: v for k, v in mapped.items() if k in own and v.shape == own[k].shape}
-    model.load_state_dict(good, strict=False)
-    rep.loaded = len(good)
-    return rep
+def model_meta(model:nn.Module, # a model from `build_model` (or `load_reid_model`)
+               size=None, # training input (H, W); default: the one the model was loaded with
+               size_test=None, # test input (H, W); default: `size`
+               recipe:dict|None=None, # the training recipe used
+              )->dict:
+    "What a checkpoint records about `model`: arch, build arguments, class count, normalisation, input sizes, recipe."
+    known = getattr(model, 'reid_meta', {})
+    size = _hw(size) or known.get('size')
+    d = dict(size=size, size_test=_hw(size_test) or known.get('size_test') or size, recipe=recipe or known.get('recipe'))
+    build = getattr(model, 'build_args', None)
+    if build is not None:
+        d.update(arch=build['arch'], build=dict(build), num_classes=build['num_classes'],
+                 pixel_mean=list(build['pixel_mean']), pixel_std=list(build['pixel_std']))
+    return d
 
-def load_fastreid_checkpoint(path:str|Path, # FastReID checkpoint ({'model': state_dict, ...}) or a bare state dict file
-                             config:str|Path|dict, # its YAML config (configs/... or the dumped config.yaml) or a loaded config
-                             strict:bool=True, # raise unless every tensor maps (else load what fits and report)
-                             opts:list|None=None, # config overrides, as for `load_config`
-                            )->nn.Module:
-    "Build the reid_nb model of a FastReID config and load a FastReID checkpoint into it; returned in eval mode. Input: RGB in [0, 1]."
-    cfg = config if isinstance(config, dict) else load_config(config, opts)
-    mapped, notes = fastreid_filter_fn(read_state_dict(path))
-    cls = next((k for k in ('heads.weight', 'b1_head.weight') if k in mapped), None)
-    num_classes = mapped[cls].shape[0] if cls else 0
-    kw = {}
-    nl = next((v for k, v in mapped.items() if k.startswith('backbone.NL_') and k.endswith('.g.weight')), None)
-    if nl is not None: kw['nl_inter_channels'] = nl.shape[0]
-    model = build_model_from_config(cfg, num_classes, pretrained=None, **kw)
-    for k in ('pixel_mean', 'pixel_std'):
-        if k not in mapped: mapped[k] = getattr(model, k).clone(); notes[k] = 'filled from the config (MODEL.PIXEL_MEAN/STD ÷ 255): not in the checkpoint'
-    model.import_report = _strict_load(model, mapped, path, notes, strict)
-    return model.eval()
+def save_reid_model(path:str|Path, # file to write (atomically)
+                    model:nn.Module, # a model from `build_model`
+                    size=None, size_test=None, # input (H, W) in training / at test time
+                    recipe:dict|None=None, # the training recipe used
+                    **extra, # more entries, e.g. epoch=12, metrics={...}
+                   )->Path:
+    "Save `model` with everything that rebuilds it; `load_reid_model(path)` reads it back."
+    if getattr(model, 'build_args', None) is None:
+        raise InputValueError(f"{type(model).__name__} was not made by build_model, so a checkpoint cannot say how to rebuild it; "
+                              "save model.state_dict() instead and load it into a model you build yourself (reid_nb.backbones.load_weights)")
+    return save_checkpoint(path, {'model': model.state_dict(), **model_meta(model, size, size_test, recipe), **extra})
 
-# %% ../nbs/14_models.ipynb #08340552
-_TR_OSNET = {f'osnet_{w}': f'osnet_{w}' for w in ('x1_0', 'x0_75', 'x0_5', 'x0_25')} | {'osnet_ibn_x1_0': 'osnet_ibn_x1_0'}
-_TR_RESNET = {f'resnet{d}': (f'resnet{d}', 2, 0) for d in (18, 34, 50, 101, 152)} | {'resnet50_fc512': ('resnet50', 1, 512)}
-TORCHREID_ARCHS = sorted(_TR_OSNET) + sorted(_TR_RESNET)
-
-def torchreid_filter_fn(state_dict:dict, # a torchreid model state dict ('module.' already stripped)
-                       )->tuple[dict, dict]: # (reid_nb state dict, {torchreid key: what was done})
-    "Map a torchreid OSNet / ResNet state dict onto reid_nb's `ReIDModel` names (see the table above)."
-    out, notes = {}, {}
-    for k, v in state_dict.items():
-        if k == 'fc.0.weight': out['heads.bottleneck.0.weight'] = v[:, :, None, None]; notes[k] = 'renamed -> heads.bottleneck.0.weight (Linear as 1×1 conv)'
-        elif k == 'fc.0.bias': notes[k] = 'folded into heads.bottleneck.1.running_mean (μ - b)'
-        elif k.startswith('fc.1.'): out['heads.bottleneck.1.' + k[5:]] = v; notes[k] = f'renamed -> heads.bottleneck.1.{k[5:]}'
-        elif k.startswith('fc.'): notes[k] = 'dropped: more than one fc layer is not supported'
-        elif k == 'classifier.weight': out['heads.weight'] = v; notes[k] = 'renamed -> heads.weight'
-        elif k == 'classifier.bias': notes[k] = 'dropped: the head classifier has no bias (training logits only)'
-        else: out['backbone.' + k] = v
-    if 'fc.0.bias' in state_dict and 'heads.bottleneck.1.running_mean' in out:
-        out['heads.bottleneck.1.running_mean'] = out['heads.bottleneck.1.running_mean'] - state_dict['fc.0.bias']
-    return out, notes
-
-def load_torchreid_checkpoint(path:str|Path, # torchreid checkpoint ({'state_dict': ...}) or a bare state dict file
-                              arch:str, # torchreid's model name, e.g. 'osnet_x1_0', 'resnet50'
-                              strict:bool=True, # raise unless every tensor maps
-                             )->ReIDModel:
-    "Build the reid_nb model matching a torchreid architecture and load its checkpoint; eval mode. Input: RGB in [0, 1]."
-    if arch not in TORCHREID_ARCHS: raise ValueError(f"torchreid arch {arch!r} is not supported; supported: {TORCHREID_ARCHS}")
-    mapped, notes = torchreid_filter_fn(read_state_dict(path))
-    K = mapped['heads.weight'].shape[0] if 'heads.weight' in mapped else 0
-    if arch in _TR_OSNET:
-        D = mapped['heads.bottleneck.0.weight'].shape[0] if 'heads.bottleneck.0.weight' in mapped else 0
-        model = build_model(_TR_OSNET[arch], K, neck='reduction' if D else 'linear', embedding_dim=D)
-    else:
-        name, ls, D = _TR_RESNET[arch]
-        model = build_model(name, K, last_stride=ls, neck='reduction' if D else 'linear', embedding_dim=D)
-        model.backbone.maxpool = nn.MaxPool2d(3, 2, padding=1)
-        notes['(model) backbone.maxpool'] = "replaced: torchvision's max-pool (3, 2, padding=1), as torchreid's ResNet"
-    for k in ('pixel_mean', 'pixel_std'):
-        mapped[k] = getattr(model, k).clone(); notes[k] = 'filled: ImageNet statistics (torchreid normalises in its transforms)'
-    model.import_report = _strict_load(model, mapped, path, notes, strict)
+def load_reid_model(path:str|Path, # a reid_nb checkpoint (best.pth, last.pth, ...), or a FastReID / torchreid one
+                    config=None, # FastReID checkpoints: their YAML config (default: the config.yaml beside the file)
+                    arch:str|None=None, # torchreid checkpoints: the architecture name, e.g. 'osnet_x1_0'
+                    strict:bool=True, # raise unless every tensor fits
+                   )->nn.Module:
+    "Rebuild the model of a checkpoint and load its weights; returned in eval mode, with `model.reid_meta`."
+    ck = load_checkpoint(path)
+    if 'reid_nb_version' not in ck:
+        from reid_nb.fastreid import load_foreign_checkpoint
+        return load_foreign_checkpoint(path, config=config, arch=arch, strict=strict)
+    if not isinstance(ck.get('build'), dict) or 'model' not in ck:
+        raise InputValueError(f"checkpoint {path} (reid_nb {ck['reid_nb_version']}) does not record how its model was built "
+                              f"(it has {sorted(ck)[:8]}): it was not written by save_reid_model or a reid_nb learner; build the model "
+                              "yourself and load its weights with reid_nb.backbones.load_weights(model, path)")
+    try: model = build_model(**{**ck['build'], 'pretrained': False})
+    except TypeError as e:
+        raise InputValueError(f"checkpoint {path}: its build arguments do not fit this version's build_model ({e}); "
+                              f"it was written by reid_nb {ck['reid_nb_version']}") from None
+    model.load_report = load_weights(model, ck['model'], strict=strict, source=str(path))
+    model.reid_meta = {k: ck[k] for k in ('arch', 'size', 'size_test', 'recipe', 'epoch', 'metrics', 'reid_nb_version') if k in ck}
+    model.reid_meta['path'] = str(path)
     return model.eval()
 
 # %% ../nbs/14_models.ipynb #c9b5e999

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from .metrics import compute_distance, iter_distance
+from .metrics import iter_distance
 
 # %% auto #0
 __all__ = ['re_ranking', 'rerank_features', 'query_expansion']

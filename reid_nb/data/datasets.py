@@ -1,4 +1,4 @@
-"""One DataFrame per re-id dataset (`path, pid, camid, split, dataset`): parsers for the benchmarks, folder/CSV import, validation, a Market-style query/gallery splitter and a synthetic dataset.
+"""One DataFrame per re-id dataset (`path, pid, camid, split, dataset`): parsers for the benchmarks, folder/CSV import, validation and a Market-style query/gallery splitter.
 
 Docs: https://reid-nb.github.io/reid_nb/data.datasets.html.md"""
 
@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Callable
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
+from ..core import InputValueError, InputKeyError, InputTypeError, InputFileError
 
 # %% auto #0
 __all__ = ['COLUMNS', 'SPLITS', 'IMG_EXTS', 'MARKET_RX', 'DATASETS', 'DatasetWarning', 'validate_frame', 'market1501', 'dukemtmc',
-           'msmt17', 'cuhk03', 'veri', 'vehicleid', 'veriwild', 'partial_reid', 'partial_ilids', 'occluded_reid',
-           'from_folder', 'from_csv', 'verify_images', 'load_dataset', 'make_query_gallery', 'synthetic_reid']
+           'msmt17', 'cuhk03', 'veri', 'vehicleid_split', 'vehicleid', 'veriwild', 'partial_reid', 'partial_ilids',
+           'occluded_reid', 'from_folder', 'from_csv', 'verify_images', 'load_dataset', 'make_query_gallery']
 
 # %% ../../nbs/01_data.datasets.ipynb #3584562b
 COLUMNS = ['path', 'pid', 'camid', 'split', 'dataset']
@@ -30,23 +31,23 @@ def validate_frame(df:pd.DataFrame, # a re-id frame
                    name:str='frame', # what to call it in error messages
                   )->pd.DataFrame:
     "Check columns, dtypes and split names of a re-id frame; raise a `ValueError` naming the column and rows at fault."
-    if not isinstance(df, pd.DataFrame): raise TypeError(f"{name}: expected a pandas DataFrame, got {type(df).__name__}")
+    if not isinstance(df, pd.DataFrame): raise InputTypeError(f"{name}: expected a pandas DataFrame, got {type(df).__name__}")
     missing = [c for c in COLUMNS if c not in df.columns]
-    if missing: raise ValueError(f"{name}: missing column(s) {missing}; a re-id frame needs columns {COLUMNS}")
+    if missing: raise InputValueError(f"{name}: missing column(s) {missing}; a re-id frame needs columns {COLUMNS}")
     for c in COLUMNS:
         bad = df.index[df[c].isna()]
-        if len(bad): raise ValueError(f"{name}: column {c!r} has {len(bad)} empty value(s), first at row(s) {list(bad[:5])}")
+        if len(bad): raise InputValueError(f"{name}: column {c!r} has {len(bad)} empty value(s), first at row(s) {list(bad[:5])}")
     for c in ('pid', 'camid'):
         if not pd.api.types.is_integer_dtype(df[c]):
-            raise ValueError(f"{name}: column {c!r} must hold integers, got dtype {df[c].dtype} (first values {df[c].head(3).tolist()})")
+            raise InputValueError(f"{name}: column {c!r} must hold integers, got dtype {df[c].dtype} (first values {df[c].head(3).tolist()})")
     bad = df.index[df.camid < -1]
-    if len(bad): raise ValueError(f"{name}: camid must be >= 0, or -1 when unknown; row {bad[0]} has camid {df.camid[bad[0]]}")
+    if len(bad): raise InputValueError(f"{name}: camid must be >= 0, or -1 when unknown; row {bad[0]} has camid {df.camid[bad[0]]}")
     bad = df.index[~df.split.isin(SPLITS)]
-    if len(bad): raise ValueError(f"{name}: split must be one of {SPLITS}; row {bad[0]} has {df.split[bad[0]]!r} "
+    if len(bad): raise InputValueError(f"{name}: split must be one of {SPLITS}; row {bad[0]} has {df.split[bad[0]]!r} "
                                   f"(bad values: {sorted(set(map(str, df.split[bad])))})")
     for c in ('path', 'dataset'):
         bad = df.index[~df[c].map(lambda v: isinstance(v, str))]
-        if len(bad): raise ValueError(f"{name}: column {c!r} must hold strings; row {bad[0]} has {df[c][bad[0]]!r}")
+        if len(bad): raise InputValueError(f"{name}: column {c!r} must hold strings; row {bad[0]} has {df[c][bad[0]]!r}")
     return df
 
 # %% ../../nbs/01_data.datasets.ipynb #8847d85f
@@ -54,23 +55,23 @@ class _Report:
     "What a parser found besides rows: skipped files, junk counts, ignored files, missing splits."
     def __init__(self): self.rows, self.skipped, self.junk, self.ignored, self.missing = [], [], {}, [], []
     def skip(self, path, reason, on_bad):
-        if on_bad == 'raise': raise ValueError(f"{path}: {reason}")
+        if on_bad == 'raise': raise InputValueError(f"{path}: {reason}")
         self.skipped.append((str(path), reason))
 
 def _check_on_bad(on_bad):
-    if on_bad not in ('warn', 'raise'): raise ValueError(f"on_bad must be 'warn' or 'raise', got {on_bad!r}")
+    if on_bad not in ('warn', 'raise'): raise InputValueError(f"on_bad must be 'warn' or 'raise', got {on_bad!r}")
 
 def _find_root(root, name:str, subdirs:tuple, markers:tuple)->Path:
     "The folder under `root` (root itself or `root/<subdir>`) that holds any of `markers`."
     root = Path(root).expanduser()
-    if not root.exists(): raise FileNotFoundError(f"{name} root {root} does not exist")
-    if not root.is_dir(): raise NotADirectoryError(f"{name} root {root} is not a folder")
+    if not root.exists(): raise InputFileError(f"{name} root {root} does not exist")
+    if not root.is_dir(): raise InputFileError(f"{name} root {root} is not a folder")
     cands = [root] + [root/s for s in subdirs]
     for c in cands:
         if any((c/m).exists() for m in markers): return Path(os.path.abspath(c))
     where = ' or '.join(str(c) for c in cands)
     hint = f"; {root} looks like a split folder itself: pass its parent {root.parent}" if root.name in markers else ''
-    raise FileNotFoundError(f"{name}: none of {', '.join(markers)} found in {where}; pass the folder that holds them "
+    raise InputFileError(f"{name}: none of {', '.join(markers)} found in {where}; pass the folder that holds them "
                             f"(expected e.g. {cands[1] if len(cands) > 1 else root}/{markers[0]}){hint}")
 
 def _split_dirs(base:Path, name:str, dirs:dict, strict:bool, rep:_Report)->dict:
@@ -78,7 +79,7 @@ def _split_dirs(base:Path, name:str, dirs:dict, strict:bool, rep:_Report)->dict:
     found = {s: base/d for s, d in dirs.items() if (base/d).is_dir()}
     missing = [str(base/d) for s, d in dirs.items() if s not in found]
     if missing and (strict or not found):
-        raise FileNotFoundError(f"{name}: missing split folder(s) {', '.join(missing)}")
+        raise InputFileError(f"{name}: missing split folder(s) {', '.join(missing)}")
     if missing:
         rep.missing += missing
         warnings.warn(f"{name}: split folder(s) {', '.join(missing)} not found; parsing only {', '.join(map(str, found.values()))}",
@@ -96,7 +97,7 @@ def _scan(folder:Path, rx:re.Pattern, rule:str, split:str, dataset:str, rep:_Rep
           cams:tuple|None=None, cam_base:int=1, junk_pids:tuple=(), recursive:bool=False, require:bool=True):
     "Parse the images of `folder` with the named-group regex `rx` (matched against the file name)."
     imgs = _list_images(folder, recursive, rep)
-    if require and not imgs: raise ValueError(f"{dataset}: split folder {folder} holds no images ({'/'.join(IMG_EXTS)})")
+    if require and not imgs: raise InputValueError(f"{dataset}: split folder {folder} holds no images ({'/'.join(IMG_EXTS)})")
     for p in imgs:
         m = rx.search(p.name)
         if m is None: rep.skip(p, f"name does not follow the {dataset} rule {rule}", on_bad); continue
@@ -167,7 +168,7 @@ def _read_list(path:Path, parse:Callable, name:str)->list:
     for i, line in enumerate(Path(path).read_text().splitlines(), 1):
         if not line.strip(): continue
         try: out.append(parse(line.strip()))
-        except Exception as e: raise ValueError(f"{name}: {path} line {i} {line.strip()!r} is malformed ({e})") from None
+        except Exception as e: raise InputValueError(f"{name}: {path} line {i} {line.strip()!r} is malformed ({e})") from None
     return out
 
 def _list_rows(items, split, dataset, rep, on_bad, check_files):
@@ -189,15 +190,15 @@ def msmt17(root, # `MSMT17_V1/` or `MSMT17_V2/` itself, or its parent (also `msm
     subdirs = tuple(v for v in _MSMT_VERSIONS) + tuple(f'msmt17/{v}' for v in _MSMT_VERSIONS)
     base = _find_root(root, 'MSMT17', subdirs, markers)
     dirs = next((v for v in _MSMT_VERSIONS.values() if (base/v[0]).is_dir()), None)
-    if dirs is None: raise FileNotFoundError(f"MSMT17: no image folder {' or '.join(str(base/v[0]) for v in _MSMT_VERSIONS.values())}")
+    if dirs is None: raise InputFileError(f"MSMT17: no image folder {' or '.join(str(base/v[0]) for v in _MSMT_VERSIONS.values())}")
     missing = [str(base/m) for m in markers if not (base/m).is_file()]
-    if missing: raise FileNotFoundError(f"MSMT17: missing list file(s) {', '.join(missing)}")
+    if missing: raise InputFileError(f"MSMT17: missing list file(s) {', '.join(missing)}")
     def parser(img_dir):
         def parse(line):
             rel, pid = line.split()
             return img_dir/rel, int(pid), int(Path(rel).name.split('_')[2]) - 1
         return parse
-    if with_val and not (base/'list_val.txt').is_file(): raise FileNotFoundError(f"MSMT17: with_val=True but {base/'list_val.txt'} not found")
+    if with_val and not (base/'list_val.txt').is_file(): raise InputFileError(f"MSMT17: with_val=True but {base/'list_val.txt'} not found")
     lists = {s: _read_list(base/f'list_{s}.txt', parser(base/dirs[0 if s in ('train', 'val') else 1]), 'MSMT17')
              for s in ('train', 'val', 'query', 'gallery') if s != 'val' or (base/'list_val.txt').is_file()}
     shift = max(pid for _, pid, _ in lists['train'] + lists.get('val', [])) + 1
@@ -217,7 +218,7 @@ def _cuhk03_mat(base:Path, version:str, rep:_Report, on_bad:str, check_files:boo
     for split in SPLITS:
         items = []
         for i in np.asarray(mat[f'{split}_idx']).ravel().astype(int) - 1:
-            if not 0 <= i < len(files): raise ValueError(f"CUHK03: {split}_idx holds {i + 1}, outside the filelist (1..{len(files)})")
+            if not 0 <= i < len(files): raise InputValueError(f"CUHK03: {split}_idx holds {i + 1}, outside the filelist (1..{len(files)})")
             items.append((base/f'images_{version}'/files[i], labels[i], int(files[i].split('_')[2]) - 1))
         _list_rows(items, split, 'cuhk03', rep, on_bad, check_files)
 
@@ -229,14 +230,14 @@ def cuhk03(root, # `cuhk03-np/`, `cuhk03-np/<version>/` or their parent; or the 
           )->pd.DataFrame:
     "CUHK03 new protocol (767/700 ids), `labeled` or `detected`, from the CUHK03-NP folders or the .mat list."
     _check_on_bad(on_bad); rep = _Report()
-    if version not in ('labeled', 'detected'): raise ValueError(f"CUHK03: version must be 'labeled' or 'detected', got {version!r}")
+    if version not in ('labeled', 'detected'): raise InputValueError(f"CUHK03: version must be 'labeled' or 'detected', got {version!r}")
     np_sub = tuple(f'{d}/{version}' for d in ('cuhk03-np', 'cuhk03_np', 'CUHK03-NP'))
     mat, img = f'cuhk03_new_protocol_config_{version}.mat', f'images_{version}'
     try: _find_root(root, 'CUHK03', (version,) + np_sub, tuple(_MARKET_DIRS.values()))
     except FileNotFoundError as e:   # not the CUHK03-NP layout: the .mat list layout?
         try: base = _find_root(root, 'CUHK03', ('cuhk03',), (mat,))
-        except FileNotFoundError: raise FileNotFoundError(f"{e}; nor {mat} (with {img}/) in {root} or {Path(root)/'cuhk03'}") from None
-        if not (base/img).is_dir(): raise FileNotFoundError(f"CUHK03: {base/img} not found; extract the images from cuhk-03.mat first")
+        except FileNotFoundError: raise InputFileError(f"{e}; nor {mat} (with {img}/) in {root} or {Path(root)/'cuhk03'}") from None
+        if not (base/img).is_dir(): raise InputFileError(f"CUHK03: {base/img} not found; extract the images from cuhk-03.mat first")
         _cuhk03_mat(base, version, rep, on_bad, check_files)
         return _finish(rep, f'CUHK03-{version}')
     return _split_folders_dataset(root, f'CUHK03-{version}', 'cuhk03', (version,) + np_sub, _MARKET_DIRS, _CUHK_NP_RX,
@@ -257,6 +258,15 @@ def veri(root, # `VeRi/` itself or its parent (also `veri/`)
 # %% ../../nbs/01_data.datasets.ipynb #1f3d6453
 _VEHICLEID_SIZES = {'small': 800, 'medium': 1600, 'large': 2400}
 
+def vehicleid_split(pids, # identities of the test images, in list order
+                    seed:int=0, # seed of the draw
+                   )->np.ndarray:
+    "VehicleID's query/gallery split: one image per identity, drawn with `seed`, is its gallery (True); the others are queries."
+    pids = np.asarray(pids)
+    rng, gallery = np.random.default_rng(seed), np.zeros(len(pids), bool)
+    for p in np.unique(pids): gallery[rng.choice(np.flatnonzero(pids == p))] = True
+    return gallery
+
 def vehicleid(root, # `VehicleID_V1.0/` itself or its parent (also `vehicleid/`, `PKU-VehicleID/`)
               test_size:int|str=800, # 800/1600/2400 (or 'small'/'medium'/'large'), the test list to use
               seed:int=0, # draws the one gallery image per test vehicle
@@ -269,14 +279,12 @@ def vehicleid(root, # `VehicleID_V1.0/` itself or its parent (also `vehicleid/`,
     base = _find_root(root, 'VehicleID', ('VehicleID_V1.0', 'vehicleid', 'PKU-VehicleID'), ('train_test_split',))
     lists = {'train': base/'train_test_split/train_list.txt', 'test': base/f'train_test_split/test_list_{size}.txt'}
     for p in lists.values():
-        if not p.is_file(): raise FileNotFoundError(f"VehicleID: list file {p} not found (test_size is one of 800, 1600, 2400, 13164)")
-    if not (base/'image').is_dir(): raise FileNotFoundError(f"VehicleID: image folder {base/'image'} not found")
+        if not p.is_file(): raise InputFileError(f"VehicleID: list file {p} not found (test_size is one of 800, 1600, 2400, 13164)")
+    if not (base/'image').is_dir(): raise InputFileError(f"VehicleID: image folder {base/'image'} not found")
     parse = lambda l: (base/'image'/f'{l.split()[0]}.jpg', int(l.split()[1]))
     _list_rows([(p, v, -1) for p, v in _read_list(lists['train'], parse, 'VehicleID')], 'train', 'vehicleid', rep, on_bad, check_files)
     test = pd.DataFrame(_read_list(lists['test'], parse, 'VehicleID'), columns=['path', 'pid'])
-    rng = np.random.default_rng(seed)
-    gal = set(rng.choice(np.asarray(ix)) for _, ix in sorted(test.groupby('pid').indices.items()))
-    items = [(p, v, 1 if i in gal else 0) for i, (p, v) in enumerate(zip(test.path, test.pid))]
+    items = [(p, v, int(g)) for p, v, g in zip(test.path, test.pid, vehicleid_split(test.pid, seed))]
     _list_rows([x for x in items if x[2] == 0], 'query', 'vehicleid', rep, on_bad, check_files)
     _list_rows([x for x in items if x[2] == 1], 'gallery', 'vehicleid', rep, on_bad, check_files)
     return _finish(rep, 'VehicleID')
@@ -296,13 +304,13 @@ def veriwild(root, # `VERI-Wild/` itself or its parent
     tts = base/'train_test_split'
     files = dict(train=tts/'train_list.txt', query=tts/f'test_{size}_query.txt', gallery=tts/f'test_{size}.txt', info=tts/'vehicle_info.txt')
     for p in files.values():
-        if not p.is_file(): raise FileNotFoundError(f"VeRi-Wild: list file {p} not found (test_size is one of 3000, 5000, 10000)")
+        if not p.is_file(): raise InputFileError(f"VeRi-Wild: list file {p} not found (test_size is one of 3000, 5000, 10000)")
     cam = {}
     for i, line in enumerate(files['info'].read_text().splitlines()[1:], 2):
         if not line.strip(): continue
         f = line.strip().split(';')
         try: cam[f[0].split('.')[0]] = int(f[1])
-        except (IndexError, ValueError): raise ValueError(f"VeRi-Wild: {files['info']} line {i} {line.strip()!r} is malformed") from None
+        except (IndexError, ValueError): raise InputValueError(f"VeRi-Wild: {files['info']} line {i} {line.strip()!r} is malformed") from None
     unknown = []
     def parse(line):
         key = line.split()[0].split('.')[0]; vid = int(key.split('/')[0])
@@ -319,7 +327,7 @@ def _query_gallery_set(root, name, dataset, subdirs, layouts, on_bad, recursive=
     _check_on_bad(on_bad); rep = _Report()
     base = _find_root(root, name, subdirs, tuple(q for q, _ in layouts))
     q, g = next((q, g) for q, g in layouts if (base/q).is_dir())
-    if not (base/g).is_dir(): raise FileNotFoundError(f"{name}: gallery folder {base/g} not found")
+    if not (base/g).is_dir(): raise InputFileError(f"{name}: gallery folder {base/g} not found")
     for split, d, cam in (('query', base/q, 0), ('gallery', base/g, 1)):
         n = len(rep.rows)
         _scan(d, _LEAD_RX, '<pid>[_<n>].<ext> (e.g. 001_01.jpg)', split, dataset, rep, on_bad, recursive=recursive)
@@ -358,13 +366,13 @@ def from_folder(root, # folder of images (searched recursively)
     "Frame from a folder of images whose relative paths match `pattern`."
     _check_on_bad(on_bad); rep = _Report()
     root = Path(root).expanduser()
-    if not root.is_dir(): raise FileNotFoundError(f"from_folder: folder {root} does not exist")
+    if not root.is_dir(): raise InputFileError(f"from_folder: folder {root} does not exist")
     rx = re.compile(pattern) if isinstance(pattern, str) else pattern
-    if 'pid' not in rx.groupindex: raise ValueError(f"from_folder: pattern {rx.pattern!r} needs a named group 'pid', e.g. (?P<pid>\\d+)")
-    if split not in SPLITS: raise ValueError(f"from_folder: split must be one of {SPLITS}, got {split!r}")
+    if 'pid' not in rx.groupindex: raise InputValueError(f"from_folder: pattern {rx.pattern!r} needs a named group 'pid', e.g. (?P<pid>\\d+)")
+    if split not in SPLITS: raise InputValueError(f"from_folder: split must be one of {SPLITS}, got {split!r}")
     dataset = dataset or root.name
     imgs = _list_images(root, True, rep)
-    if not imgs: raise ValueError(f"from_folder: {root} holds no images ({'/'.join(IMG_EXTS)})")
+    if not imgs: raise InputValueError(f"from_folder: {root} holds no images ({'/'.join(IMG_EXTS)})")
     for p in imgs:
         rel = p.relative_to(root).as_posix(); m = rx.search(rel)
         if m is None: rep.skip(p, f"{rel} does not match {rx.pattern!r}", on_bad); continue
@@ -377,17 +385,17 @@ def from_csv(path, # CSV with columns path, pid[, camid, split, dataset]
             )->pd.DataFrame:
     "Frame from a CSV file; relative paths are resolved against the CSV's folder; validated."
     path = Path(path).expanduser()
-    if not path.is_file(): raise FileNotFoundError(f"from_csv: file {path} does not exist")
+    if not path.is_file(): raise InputFileError(f"from_csv: file {path} does not exist")
     df = pd.read_csv(path)
     missing = [c for c in ('path', 'pid') if c not in df.columns]
-    if missing: raise ValueError(f"from_csv: {path} lacks column(s) {missing}; it needs path, pid and optionally camid, split, dataset")
+    if missing: raise InputValueError(f"from_csv: {path} lacks column(s) {missing}; it needs path, pid and optionally camid, split, dataset")
     if 'camid' not in df.columns: df['camid'] = -1
     if 'split' not in df.columns: df['split'] = 'train'
     if 'dataset' not in df.columns: df['dataset'] = path.stem
     for c in ('pid', 'camid'):
         v = pd.to_numeric(df[c], errors='coerce')
         bad = df.index[v.isna() | (v != v.round())]
-        if len(bad): raise ValueError(f"from_csv: {path} row {bad[0]} column {c!r} is {df[c][bad[0]]!r}, not an integer")
+        if len(bad): raise InputValueError(f"from_csv: {path} row {bad[0]} column {c!r} is {df[c][bad[0]]!r}, not an integer")
         df[c] = v.astype('int64')
     df['path'] = [p if os.path.isabs(p) else os.path.abspath(path.parent/p) for p in df.path.astype(str)]
     df = df[COLUMNS + [c for c in df.columns if c not in COLUMNS]]
@@ -396,17 +404,40 @@ def from_csv(path, # CSV with columns path, pid[, camid, split, dataset]
     return df
 
 # %% ../../nbs/01_data.datasets.ipynb #51dcc346
+def _decode_error(p)->str|None:
+    "None if `p` decodes, else the reason."
+    try:
+        with Image.open(p) as im: im.load()
+    except Exception as e: return ' '.join(f"{type(e).__name__}: {e}".split())
+    return None
+
+def _stamp(p)->list|None:
+    try: st = os.stat(p); return [st.st_size, st.st_mtime_ns]
+    except OSError: return None
+
 def verify_images(df:pd.DataFrame, # a re-id frame (or anything with a `path` column)
-                  raise_errors:bool=False, # raise an `OSError` listing the bad files instead of returning them
+                  raise_errors:bool=False, # raise an `InputFileError` listing the bad files instead of returning them
+                  workers:int|None=None, # decoding threads (default: up to 8, one per core)
+                  cache:str|Path|None=None, # a JSON file remembering images that decoded well (path -> size, mtime)
                  )->list:
     "Open and decode every image of `df`; return `[(path, reason), ...]` for the unreadable or truncated ones."
-    bad = []
-    for p in df['path']:
-        try:
-            with Image.open(p) as im: im.load()
-        except Exception as e: bad.append((str(p), f"{type(e).__name__}: {e}"))
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+    paths = [str(Path(p).absolute()) for p in df['path']]
+    known = {}
+    if cache is not None and Path(cache).is_file():
+        try: known = json.loads(Path(cache).read_text())
+        except ValueError: known = {}  # a damaged cache is rebuilt
+    stamps = {p: _stamp(p) for p in set(paths)}
+    todo = sorted(p for p in stamps if stamps[p] is None or known.get(p) != stamps[p])
+    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as ex: errors = dict(zip(todo, ex.map(_decode_error, todo)))
+    bad = [(str(p0), errors[p]) for p0, p in zip(df['path'], paths) if errors.get(p)]
+    if cache is not None:
+        known.update({p: stamps[p] for p in todo if errors[p] is None})
+        cache = Path(cache); cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(cache.name + f'.{os.getpid()}.tmp'); tmp.write_text(json.dumps(known)); os.replace(tmp, cache)
     if bad and raise_errors:
-        raise OSError(f"{len(bad)} unreadable image(s): " + '; '.join(f"{p} ({r})" for p, r in bad[:10]) + (' ...' if len(bad) > 10 else ''))
+        raise InputFileError(f"{len(bad)} unreadable image(s): " + '; '.join(f"{p} ({r})" for p, r in bad[:10]) + (' ...' if len(bad) > 10 else ''))
     return bad
 
 # %% ../../nbs/01_data.datasets.ipynb #2eeb87ff
@@ -425,7 +456,7 @@ def load_dataset(name:str, # a key of `DATASETS` (case, '-' and '_' ignored), e.
     key = _norm(name)
     for k, f in DATASETS.items():
         if _norm(k) == key: return f(root, **kwargs)
-    raise KeyError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}")
+    raise InputKeyError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}")
 
 # %% ../../nbs/01_data.datasets.ipynb #a0995703
 def make_query_gallery(df:pd.DataFrame, # a train-only frame (all rows split == 'train')
@@ -435,9 +466,9 @@ def make_query_gallery(df:pd.DataFrame, # a train-only frame (all rows split == 
     "Split a labelled train frame into disjoint train / query / gallery the Market way (see above); rows kept."
     validate_frame(df)
     if (df.split != 'train').any():
-        raise ValueError(f"make_query_gallery expects a train-only frame; found splits {sorted(set(df.split) - {'train'})}")
+        raise InputValueError(f"make_query_gallery expects a train-only frame; found splits {sorted(set(df.split) - {'train'})}")
     pids = np.unique(df.pid.to_numpy())
-    if not 0 <= n_test_ids <= len(pids): raise ValueError(f"make_query_gallery: n_test_ids={n_test_ids} but the frame has {len(pids)} identities")
+    if not 0 <= n_test_ids <= len(pids): raise InputValueError(f"make_query_gallery: n_test_ids={n_test_ids} but the frame has {len(pids)} identities")
     rng = np.random.default_rng(seed)
     test = np.sort(rng.choice(pids, n_test_ids, replace=False)) if n_test_ids else np.array([], pids.dtype)
     split = np.full(len(df), 'train', dtype=object)
@@ -459,141 +490,13 @@ def make_query_gallery(df:pd.DataFrame, # a train-only frame (all rows split == 
     out.attrs['test_pids'] = test.tolist()
     return out
 
-# %% ../../nbs/01_data.datasets.ipynb #1e2646bc
-_PALETTE = np.array([(200, 30, 30), (30, 60, 160), (240, 240, 235), (25, 25, 25), (90, 90, 95), (40, 120, 50), (230, 200, 40),
-                     (120, 70, 40), (170, 140, 100), (140, 40, 120), (240, 130, 30), (110, 170, 210)], np.uint8)
-_SKIN = np.array([(240, 200, 170), (210, 160, 120), (160, 110, 80), (100, 70, 50)], np.uint8)
-_HAIR = np.array([(20, 15, 10), (90, 60, 30), (200, 170, 90), (130, 130, 130)], np.uint8)
-
-def _rgb(a): return tuple(int(v) for v in a)
-
-def _synth_identity(rng)->dict:
-    "Random appearance of one identity."
-    c = lambda: _rgb(_PALETTE[rng.integers(len(_PALETTE))])
-    return dict(height=rng.uniform(.78, .92), width=rng.uniform(.30, .44), head=rng.uniform(.11, .14), torso=rng.uniform(.34, .42),
-                skin=_rgb(_SKIN[rng.integers(4)]), hair=_rgb(_HAIR[rng.integers(4)]), long_hair=rng.random() < .3,
-                top=c(), top2=c(), top_pat=int(rng.integers(5)), pat_w=int(rng.integers(3, 7)), sleeves=rng.random() < .5,
-                bottom=c(), bottom2=c(), bot_pat=int(rng.choice(3, p=[.7, .15, .15])), skirt=rng.random() < .2, shoes=c(),
-                bag=int(rng.integers(3)), bag_col=c(), bag_side=int(rng.integers(2)))
-
-def _synth_camera(rng, c:int)->dict:
-    "Random imaging conditions of camera `c`."
-    return dict(bg=_rgb(rng.integers(40, 220, 3)), bg2=_rgb(rng.integers(40, 220, 3)), bg_kind=int(rng.integers(3)),
-                gain=rng.uniform(.6, 1.35), cast=rng.uniform(.75, 1.25, 3), blur=rng.uniform(0, 1.4), scale=rng.uniform(.8, 1.),
-                flip=bool(c % 2), shear=rng.uniform(-.15, .15), dx=rng.uniform(-.1, .1), occl=rng.uniform(0, .5), noise=rng.uniform(2, 10))
-
-def _pattern(d:ImageDraw.ImageDraw, box, kind:int, col2, w:int):
-    "Draw pattern `kind` (1 h-stripes, 2 v-stripes, 3 checks, 4 logo) in `box` with colour `col2`."
-    x0, y0, x1, y1 = box
-    if kind == 1:
-        for y in range(y0, y1, 2 * w): d.rectangle([x0, y, x1, min(y + w - 1, y1)], fill=col2)
-    elif kind == 2:
-        for x in range(x0, x1, 2 * w): d.rectangle([x, y0, min(x + w - 1, x1), y1], fill=col2)
-    elif kind == 3:
-        for i, y in enumerate(range(y0, y1, w)):
-            for x in range(x0 + (i % 2) * w, x1, 2 * w): d.rectangle([x, y, min(x + w - 1, x1), min(y + w - 1, y1)], fill=col2)
-    elif kind == 4:
-        cx, cy = (x0 + x1) // 2, y0 + (y1 - y0) // 3; d.rectangle([cx - w, cy - w, cx + w, cy + w], fill=col2)
-
-def _draw_person(a:dict, H:int, W:int, rng)->Image.Image:
-    "Identity `a` on a transparent H×W RGBA canvas, centred, with a random pose."
-    im = Image.new('RGBA', (W, H), (0, 0, 0, 0)); d = ImageDraw.Draw(im)
-    h = a['height'] * H; top = (H - h) / 2 + rng.uniform(-.03, .03) * H; cx = W / 2
-    hd, bw, th = a['head'] * H, a['width'] * W, a['torso'] * H
-    leg_top = top + hd + th; leg_h = top + h - leg_top; spread = rng.uniform(0, .12) * W; lw = bw * .42
-    for s in (-1, 1):   # legs and shoes
-        x = cx + s * bw * .25 + s * spread * rng.uniform(.3, 1); foot = top + h - leg_h * .08
-        d.polygon([(cx + s * bw * .05, leg_top), (cx + s * bw * .5, leg_top), (x + s * lw / 2, foot), (x - s * lw / 2, foot)], fill=a['bottom'])
-        d.rectangle([x - lw / 2 - 1, foot, x + lw / 2 + 1, top + h], fill=a['shoes'])
-    if a['bot_pat']: _pattern(d, (int(cx - bw / 2), int(leg_top), int(cx + bw / 2), int(leg_top + leg_h * .3)), a['bot_pat'], a['bottom2'], 3)
-    if a['skirt']: d.polygon([(cx - bw * .45, leg_top - 2), (cx + bw * .45, leg_top - 2), (cx + bw * .65, leg_top + leg_h * .45),
-                              (cx - bw * .65, leg_top + leg_h * .45)], fill=a['bottom'])
-    t0 = top + hd * .95; box = (int(cx - bw / 2), int(t0), int(cx + bw / 2), int(leg_top))   # torso: pattern layer masked by its shape
-    tl = Image.new('RGB', (W, H), a['top']); _pattern(ImageDraw.Draw(tl), box, a['top_pat'], a['top2'], a['pat_w'])
-    m = Image.new('L', (W, H), 0)
-    ImageDraw.Draw(m).polygon([(cx - bw / 2, t0 + 3), (cx - bw * .4, t0), (cx + bw * .4, t0), (cx + bw / 2, t0 + 3),
-                               (cx + bw * .45, leg_top), (cx - bw * .45, leg_top)], fill=255)
-    im.paste(tl, (0, 0), m)
-    aw = bw * .2; swing = rng.uniform(-.06, .06) * H
-    for s in (-1, 1):   # arms, bare or in sleeves
-        ax = cx + s * (bw / 2 + aw / 2 - 1); end = leg_top + swing * s
-        d.polygon([(ax - aw / 2, t0 + 2), (ax + aw / 2, t0 + 2), (ax + aw / 2 + s * 2, end), (ax - aw / 2 + s * 2, end)],
-                  fill=a['top'] if a['sleeves'] else a['skin'])
-        if a['sleeves']: d.rectangle([ax - aw / 2 + s * 2, end - 3, ax + aw / 2 + s * 2, end], fill=a['skin'])
-    d.ellipse([cx - hd * .42, top, cx + hd * .42, top + hd], fill=a['skin'])   # head and hair
-    d.chord([cx - hd * .45, top - 1, cx + hd * .45, top + hd * .7], 180, 360, fill=a['hair'])
-    if a['long_hair']: d.rectangle([cx - hd * .45, top + hd * .3, cx + hd * .45, top + hd * 1.3], fill=a['hair'])
-    if a['bag']:        # 1: backpack seen from the side, 2: shoulder bag with its strap
-        s = 1 if a['bag_side'] else -1; bx = cx + s * (bw / 2 + aw * .6)
-        if a['bag'] == 1: d.rectangle([bx - bw * .18, t0 + th * .15, bx + bw * .18, t0 + th * .75], fill=a['bag_col'])
-        else:
-            d.line([(cx - s * bw * .4, t0), (bx, t0 + th * .8)], fill=a['bag_col'], width=2)
-            d.rectangle([bx - bw * .15, t0 + th * .75, bx + bw * .15, t0 + th * 1.1], fill=a['bag_col'])
-    return im
-
-def _synth_background(c:dict, H:int, W:int, rng)->np.ndarray:
-    y = np.linspace(0, 1, H, dtype=np.float32)[:, None, None]
-    bg = np.broadcast_to((1 - y) * np.array(c['bg'], np.float32) + y * np.array(c['bg2'], np.float32), (H, W, 3)).copy()
-    if c['bg_kind'] == 1:   # floor tiles
-        yy, xx = np.mgrid[:H, :W]; bg[((yy // 12 + (xx + int(rng.integers(12))) // 12) % 2 == 0) & (yy > H * .6)] *= .8
-    elif c['bg_kind'] == 2: # poles, doors
-        for _ in range(3): x = int(rng.integers(W)); bg[:, x:x + int(rng.integers(3, 10))] *= rng.uniform(.5, 1.3)
-    return bg
-
-def _render(a:dict, c:dict, H:int, W:int, rng)->Image.Image:
-    "Identity `a` seen by camera `c`."
-    p = _draw_person(a, H, W, rng)
-    if c['flip']: p = p.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    s = c['scale'] * rng.uniform(.93, 1.07); sh = c['shear'] + rng.uniform(-.05, .05)       # viewpoint: scale, shift, shear
-    dx, dy = (c['dx'] + rng.uniform(-.06, .06)) * W, rng.uniform(-.04, .04) * H; cx, cy = W / 2, H / 2
-    p = p.transform((W, H), Image.Transform.AFFINE, (1 / s, -sh / s, cx - (cx + dx) / s + sh * (cy + dy) / s, 0, 1 / s, cy - (cy + dy) / s),
-                    resample=Image.Resampling.BILINEAR)
-    img = Image.fromarray(_synth_background(c, H, W, rng).clip(0, 255).astype(np.uint8)); img.paste(p, (0, 0), p)
-    if rng.random() < c['occl']:
-        d = ImageDraw.Draw(img); oc = _rgb(rng.integers(0, 255, 3)); k = rng.integers(3)
-        if k == 0: x = rng.uniform(0, W); d.rectangle([x, 0, x + rng.uniform(.15, .35) * W, H], fill=oc)   # pole / passer-by
-        elif k == 1: d.rectangle([0, H * rng.uniform(.6, .8), W, H], fill=oc)                              # car bonnet, railing
-        else: x = rng.uniform(-W / 2, W / 2); d.ellipse([x, H * .2, x + W * .7, H * 1.3], fill=oc)          # a passer-by's back
-    if c['blur'] > .2: img = img.filter(ImageFilter.GaussianBlur(c['blur']))
-    x = np.asarray(img, np.float32) * (c['gain'] * rng.uniform(.85, 1.15) * c['cast']).astype(np.float32)
-    x += rng.standard_normal(x.shape, dtype=np.float32) * np.float32(c['noise'])
-    return Image.fromarray(x.clip(0, 255).astype(np.uint8))
-
-def synthetic_reid(root, # folder to write into: created, empty, or holding an earlier synthetic_reid output (replaced)
-                   n_ids:int=64, # identities
-                   n_cams:int=4, # cameras
-                   imgs_per_id:int=8, # images per identity, spread over 2..n_cams of the cameras
-                   size:tuple=(128, 64), # image height, width
-                   seed:int=0, # everything is drawn from this seed
-                   n_test_ids:int|None=None, # identities split off as query/gallery (default n_ids // 2; 0: all train)
-                   quality:int=90, # JPEG quality
-                  )->pd.DataFrame:
-    "Write a synthetic re-id dataset (Market-1501 layout and names) to `root` and return its frame."
-    if n_ids < 1 or n_cams < 1 or imgs_per_id < 1: raise ValueError(f"synthetic_reid: n_ids, n_cams, imgs_per_id must be >= 1, got {n_ids}, {n_cams}, {imgs_per_id}")
-    root = Path(os.path.abspath(Path(root).expanduser())); H, W = size
-    rng = np.random.default_rng(seed)
-    ids = [_synth_identity(rng) for _ in range(n_ids)]; cams = [_synth_camera(rng, c) for c in range(n_cams)]
-    rows = []
-    for pid in range(1, n_ids + 1):
-        k = int(rng.integers(2, n_cams + 1)) if n_cams > 1 else 1
-        seen = np.sort(rng.choice(n_cams, k, replace=False))
-        rows += [(f'{pid:04d}_c{int(seen[i % k]) + 1}s1_{i:06d}_00.jpg', pid, int(seen[i % k]), 'train', 'synthetic') for i in range(imgs_per_id)]
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    df = make_query_gallery(df, n_ids // 2 if n_test_ids is None else n_test_ids, seed=seed)
-    df['path'] = [str(Path(_MARKET_DIRS[s])/n) for s, n in zip(df.split, df.path)]
-    if (root/'synthetic.csv').is_file():     # a previous synthetic_reid run: remove its files (and only those)
-        for p in pd.read_csv(root/'synthetic.csv').path: (root/p).unlink(missing_ok=True)
-    for d in _MARKET_DIRS.values():
-        other = [p.name for p in (root/d).glob('*') if p.suffix.lower() in IMG_EXTS] if (root/d).is_dir() else []
-        if other: raise FileExistsError(f"synthetic_reid: {root/d} already holds {len(other)} image(s) (e.g. {other[0]}); use an empty folder")
-    for d in {_MARKET_DIRS[s] for s in df.split}: (root/d).mkdir(parents=True, exist_ok=True)
-    for rel, pid, cam in zip(df.path, df.pid, df.camid):
-        _render(ids[pid - 1], cams[cam], H, W, rng).save(root/rel, quality=quality)
-    df.to_csv(root/'synthetic.csv', index=False)
-    df['path'] = [str(root/p) for p in df.path]
-    return validate_frame(df, 'synthetic_reid')
-
 # %% ../../nbs/01_data.datasets.ipynb #1b60c1a7
+def _synthetic(root, **kwargs):
+    "The synthetic identities of `reid_nb.data.synthetic.synthetic_reid` at `root`: read back when it holds them (and no option is given), else written there."
+    if not kwargs and (Path(root)/'synthetic.csv').is_file(): return from_csv(Path(root)/'synthetic.csv')
+    from reid_nb.data.synthetic import synthetic_reid
+    return synthetic_reid(root, **kwargs)
+
 DATASETS = {
     'market1501': market1501, 'dukemtmc': dukemtmc, 'msmt17': msmt17, 'cuhk03': cuhk03,
     'cuhk03_labeled': _sized(cuhk03, version='labeled'), 'cuhk03_detected': _sized(cuhk03, version='detected'),
@@ -602,5 +505,5 @@ DATASETS = {
     'veriwild': veriwild, 'small_veriwild': _sized(veriwild, test_size='small'),
     'medium_veriwild': _sized(veriwild, test_size='medium'), 'large_veriwild': _sized(veriwild, test_size='large'),
     'partial_reid': partial_reid, 'partial_ilids': partial_ilids, 'occluded_reid': occluded_reid,
-    'synthetic': synthetic_reid,
+    'synthetic': _synthetic,
 }

@@ -6,8 +6,7 @@ Docs: https://reid-nb.github.io/reid_nb/data.loaders.html.md"""
 
 # %% ../../nbs/04_data.loaders.ipynb #33a9b74f
 from __future__ import annotations
-import warnings
-from pathlib import Path
+import inspect, warnings
 import numpy as np
 import pandas as pd
 import torch
@@ -15,6 +14,8 @@ from torch.utils.data import Dataset, DataLoader, RandomSampler, Sampler
 from PIL import Image
 from fastai.data.core import DataLoaders
 from fastai.torch_core import to_device
+from fastcore.meta import delegates
+from ..core import InputKeyError, InputValueError, InputFileError
 from .samplers import IdentitySampler, BalancedIdentitySampler, DomainBalancedSampler
 from .transforms import build_transforms, ToFloatTensor
 from .datasets import validate_frame, DatasetWarning
@@ -29,17 +30,17 @@ def load_image(path)->Image.Image:
     try:
         with Image.open(path) as im: return im.convert('RGB')  # convert() forces the full decode
     except Exception as e:
-        raise OSError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
+        raise InputFileError(f"cannot read image {path}: {' '.join(f'{type(e).__name__}: {e}'.split())}") from e
 
 # %% ../../nbs/04_data.loaders.ipynb #a7f8875f
 class ReIDDataset(Dataset):
-    "Items `(img, pid, camid)` from a re-id frame, or `(img, label)` when `pid2label` is given."
+    "Items `(img, pid, camid, path)` from a re-id frame, or `(img, label)` when `pid2label` is given."
     def __init__(self, df:pd.DataFrame, # rows with columns path, pid, camid
                  tfms=None, # PIL image -> tensor (default: `ToFloatTensor()`)
                  pid2label:dict|None=None, # training: map pid (or (dataset, pid)) -> class index
                 ):
         missing = {'path', 'pid', 'camid'} - set(df.columns)
-        if missing: raise KeyError(f"frame is missing column(s) {sorted(missing)}; it has {list(df.columns)}")
+        if missing: raise InputKeyError(f"frame is missing column(s) {sorted(missing)}; it has {list(df.columns)}")
         self.df = df.reset_index(drop=True)
         self.tfms = tfms if tfms is not None else ToFloatTensor()
         self.paths = self.df['path'].astype(str).tolist()
@@ -49,14 +50,14 @@ class ReIDDataset(Dataset):
         if pid2label is not None:
             keys = _id_keys(self.df, pid2label)
             unknown = sorted(set(keys) - set(pid2label))
-            if unknown: raise KeyError(f"pid2label has no label for {unknown[:10]}")
+            if unknown: raise InputKeyError(f"pid2label has no label for {unknown[:10]}")
             self.labels = np.array([pid2label[k] for k in keys], dtype=np.int64)
 
     def __len__(self): return len(self.paths)
     def __getitem__(self, i):
         img = self.tfms(load_image(self.paths[i]))
         if self.labels is not None: return img, int(self.labels[i])
-        return img, int(self.pids[i]), int(self.camids[i])
+        return img, int(self.pids[i]), int(self.camids[i]), self.paths[i]
     def __repr__(self): return f"{type(self).__name__}({len(self)} images, {len(set(self.pids.tolist()))} identities)"
 
 def _id_keys(df, pid2label=None):
@@ -119,7 +120,7 @@ class ReIDLoader(DataLoader):
 
 # %% ../../nbs/04_data.loaders.ipynb #6e4d79e1
 class QueryGalleryLoader:
-    "Iterates the query loader, then the gallery loader: batches of `(img, pid, camid)`."
+    "Iterates the query loader, then the gallery loader: batches of `(img, pid, camid, path)`."
     def __init__(self, query:ReIDLoader, gallery:ReIDLoader):
         self.query, self.gallery = query, gallery
         self.dataset = ReIDDataset(pd.concat([query.dataset.df, gallery.dataset.df], ignore_index=True), query.dataset.tfms)
@@ -150,8 +151,9 @@ class ReIDDataLoaders(DataLoaders):
                  pid2label:dict, # training pid (or (dataset, pid)) -> class index
                  path='.', device=None,
                  fastai_valid:bool=False, # put query+gallery in fastai's validation slot (dls[1])
+                 settings:dict|None=None, # the arguments the loaders were built with (see `reid_dataloaders`)
                 ):
-        self.query, self.gallery = query, gallery
+        self.query, self.gallery, self.settings = query, gallery, dict(settings or {})
         self.query_gallery = QueryGalleryLoader(query, gallery)
         self.pid2label = pid2label
         self.label2pid = list(pid2label)
@@ -182,16 +184,19 @@ class ReIDDataLoaders(DataLoaders):
         return getattr(self, ds).show_batch(max_n, **kwargs)
 
     def __repr__(self):
+        size = f", {self.settings['size']} train / {self.settings['size_test']} test" if 'size' in self.settings else ''
         return (f"{type(self).__name__}(train: {self.train.n} images, {self.n_classes} ids, {len(self.train)} batches; "
-                f"query: {self.query.n}; gallery: {self.gallery.n})")
+                f"query: {self.query.n}; gallery: {self.gallery.n}{size})")
 
 # %% ../../nbs/04_data.loaders.ipynb #eb1e5f21
-def check_reid_frame(df:pd.DataFrame)->pd.DataFrame:
-    "`validate_frame`, plus what `reid_dataloaders` needs: train, query and gallery rows; warns about unmatched queries."
+def check_reid_frame(df:pd.DataFrame, # a re-id frame
+                     train:bool=True, # training rows are needed (False: evaluation only)
+                    )->pd.DataFrame:
+    "`validate_frame`, plus what `reid_dataloaders` needs: train (if `train`), query and gallery rows; warns about unmatched queries."
     validate_frame(df, 'reid_dataloaders frame')
     splits = df['split'].value_counts().to_dict()
-    for s in ('train', 'query', 'gallery'):
-        if not splits.get(s): raise ValueError(f"the frame has no {s!r} rows (split counts: {splits})")
+    for s in ('train', 'query', 'gallery') if train else ('query', 'gallery'):
+        if not splits.get(s): raise InputValueError(f"the frame has no {s!r} rows (split counts: {splits})")
     q, g = df[df.split == 'query'], df[df.split == 'gallery']
     lost = sorted(set(zip(q.dataset, q.pid)) - set(zip(g.dataset, g.pid)))
     if lost: warnings.warn(f"{len(lost)} query identities (dataset, pid) have no gallery image and cannot be scored: "
@@ -205,8 +210,14 @@ def _relabel(train:pd.DataFrame)->dict:
 
 _TEST_KEYS = ('crop_size', 'normalize', 'mean', 'std')
 
+def _tfm_defaults()->dict:
+    "`build_transforms`' own defaults for every option but the size."
+    return {k: p.default for k, p in inspect.signature(build_transforms).parameters.items() if k not in ('size', 'is_train')}
+
+@delegates(build_transforms, but=['size', 'is_train'])
 def reid_dataloaders(df:pd.DataFrame, # a re-id frame: path, pid, camid, split (train/query/gallery), dataset
-                     size=(256, 128), # (H, W) images are resized to
+                     size=(256, 128), # (H, W) training images are resized to
+                     size_test=None, # (H, W) of query/gallery images; None: `size`
                      bs:int=64, # training batch size P×K
                      num_instances:int=4, # K instances per identity
                      num_workers:int=0, # worker processes per loader
@@ -219,26 +230,35 @@ def reid_dataloaders(df:pd.DataFrame, # a re-id frame: path, pid, camid, split (
                      fastai_valid:bool=False, # let fastai's own validation loop run over query+gallery
                      **tfm_opts, # `build_transforms` options, e.g. flip_prob=0.5, padding=10, rea_prob=0.5
                     )->ReIDDataLoaders:
-    "fastai `DataLoaders` for re-id: P×K training batches `(img, label)`, query/gallery `(img, pid, camid)`."
-    check_reid_frame(df)
+    "fastai `DataLoaders` for re-id: P×K training batches `(img, label)`, query/gallery `(img, pid, camid, path)`."
+    unknown = sorted(set(tfm_opts) - set(_tfm_defaults()))
+    if unknown: raise InputKeyError(f"reid_dataloaders got unknown option(s) {unknown}; transform options are {sorted(_tfm_defaults())}")
+    has_train = bool((df['split'] == 'train').any()) if 'split' in df else True
+    check_reid_frame(df, train=has_train)
+    size = tuple(size) if isinstance(size, (list, tuple)) else size
+    size_test = size if size_test is None else tuple(size_test) if isinstance(size_test, (list, tuple)) else size_test
     train_df = df[df.split == 'train'].reset_index(drop=True)
     query_df, gallery_df = (df[df.split == s].reset_index(drop=True) for s in ('query', 'gallery'))
     pid2label = _relabel(train_df)
     train_df = train_df.assign(label=[pid2label[k] for k in _id_keys(train_df, pid2label)])
     train_tfms = build_transforms(size, is_train=True, **tfm_opts)
-    test_tfms = build_transforms(size, is_train=False, **{k: v for k, v in tfm_opts.items() if k in _TEST_KEYS})
+    test_tfms = build_transforms(size_test, is_train=False, **{k: v for k, v in tfm_opts.items() if k in _TEST_KEYS})
     train_ds = ReIDDataset(train_df, train_tfms, pid2label)
-    if isinstance(sampler, Sampler): smp = sampler
-    elif sampler == 'identity': smp = IdentitySampler(train_ds.labels, bs, num_instances, seed, rank, world_size)
-    elif sampler == 'balanced': smp = BalancedIdentitySampler(train_ds.labels, train_ds.camids, bs, num_instances, seed, rank, world_size)
-    elif sampler == 'domain':
-        smp = DomainBalancedSampler(train_ds.labels, train_df['dataset'].to_numpy(), bs, num_instances, seed, rank, world_size)
-    elif sampler == 'random': smp = RandomSampler(train_ds, generator=torch.Generator().manual_seed(seed))
-    else: raise ValueError(f"unknown sampler {sampler!r}; use 'identity', 'balanced', 'domain', 'random' or a Sampler")
     if pin_memory is None: pin_memory = torch.cuda.is_available()
     common = dict(num_workers=num_workers, pin_memory=pin_memory, persistent_workers=num_workers > 0)
-    train = ReIDLoader(train_ds, batch_size=bs, sampler=smp, drop_last=True,
-                       generator=torch.Generator().manual_seed(seed), **common)
+    if not has_train: train = ReIDLoader(train_ds, batch_size=1)  # evaluation only: nothing to train on
+    else:
+        if isinstance(sampler, Sampler): smp = sampler
+        elif sampler == 'identity': smp = IdentitySampler(train_ds.labels, bs, num_instances, seed, rank, world_size)
+        elif sampler == 'balanced': smp = BalancedIdentitySampler(train_ds.labels, train_ds.camids, bs, num_instances, seed, rank, world_size)
+        elif sampler == 'domain':
+            smp = DomainBalancedSampler(train_ds.labels, train_df['dataset'].to_numpy(), bs, num_instances, seed, rank, world_size)
+        elif sampler == 'random': smp = RandomSampler(train_ds, generator=torch.Generator().manual_seed(seed))
+        else: raise InputValueError(f"unknown sampler {sampler!r}; use 'identity', 'balanced', 'domain', 'random' or a Sampler")
+        train = ReIDLoader(train_ds, batch_size=bs, sampler=smp, drop_last=True,
+                           generator=torch.Generator().manual_seed(seed), **common)
     query, gallery = (ReIDLoader(ReIDDataset(d, test_tfms), batch_size=test_bs, shuffle=False, **common)
                       for d in (query_df, gallery_df))
-    return ReIDDataLoaders(train, query, gallery, pid2label, device=device, fastai_valid=fastai_valid)
+    settings = dict(size=size, size_test=size_test, bs=bs, num_instances=num_instances, test_bs=test_bs,
+                    sampler=sampler if isinstance(sampler, str) else type(sampler).__name__, **{**_tfm_defaults(), **tfm_opts})
+    return ReIDDataLoaders(train, query, gallery, pid2label, device=device, fastai_valid=fastai_valid, settings=settings)

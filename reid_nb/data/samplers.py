@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 import numpy as np
 import torch
+from ..core import InputValueError
 from torch.utils.data import Sampler
 
 # %% auto #0
@@ -22,12 +23,12 @@ def _dist_rank_world(rank, world_size):
     if rank is None: rank = dist.get_rank() if on else 0
     if world_size is None: world_size = dist.get_world_size() if on else 1
     if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
+        raise InputValueError(f"rank={rank} must be in [0, world_size={world_size})")
     return rank, world_size
 
 def _check_pk(batch_size, num_instances):
     if num_instances < 1 or batch_size < num_instances or batch_size % num_instances:
-        raise ValueError(f"batch_size={batch_size} must be a positive multiple of num_instances={num_instances}")
+        raise InputValueError(f"batch_size={batch_size} must be a positive multiple of num_instances={num_instances}")
     return batch_size // num_instances
 
 def _n_batches(counts:list, # for each group (domain), the chunk count of each of its identities
@@ -63,15 +64,15 @@ class IdentitySampler(Sampler):
                  world_size:int|None=None, # number of processes (default: torch.distributed's, else 1)
                 ):
         self.pids = np.asarray(pids)
-        if self.pids.ndim != 1 or len(self.pids) == 0: raise ValueError(f"pids must be a non-empty 1-d sequence, got shape {self.pids.shape}")
+        if self.pids.ndim != 1 or len(self.pids) == 0: raise InputValueError(f"pids must be a non-empty 1-d sequence, got shape {self.pids.shape}")
         self.batch_size, self.num_instances, self.seed = batch_size, num_instances, seed
         self.P = _check_pk(batch_size, num_instances)
         self.rank, self.world_size = _dist_rank_world(rank, world_size)
         doms = np.zeros(len(self.pids), dtype=int) if self._domains is None else np.asarray(self._domains)
-        if len(doms) != len(self.pids): raise ValueError(f"domains has {len(doms)} entries but pids has {len(self.pids)}")
+        if len(doms) != len(self.pids): raise InputValueError(f"domains has {len(doms)} entries but pids has {len(self.pids)}")
         self.domain_names = sorted(set(doms.tolist()))
         D = len(self.domain_names)
-        if self.P % D: raise ValueError(f"P = batch_size // num_instances = {self.P} is not divisible by the {D} domains {self.domain_names}")
+        if self.P % D: raise InputValueError(f"P = batch_size // num_instances = {self.P} is not divisible by the {D} domains {self.domain_names}")
         self.p_dom = self.P // D
         # identities are (domain, pid): the same pid number in two datasets is two identities
         groups = defaultdict(list)
@@ -82,7 +83,7 @@ class IdentitySampler(Sampler):
         for d, ids in zip(self.domain_names, self.dom_ids):
             if len(ids) < self.p_dom:
                 where = f" in domain {d!r}" if D > 1 else ""
-                raise ValueError(f"need at least {self.p_dom} identities{where} for P={self.P}, found {len(ids)}")
+                raise InputValueError(f"need at least {self.p_dom} identities{where} for P={self.P}, found {len(ids)}")
         self._setup()
         counts = [np.array([self._n_chunks(k) for k in ids]) for ids in self.dom_ids]
         self.n_batches_total = _n_batches(counts, [self.p_dom]*D, self.world_size)
@@ -106,7 +107,7 @@ class IdentitySampler(Sampler):
     def epoch_batches(self, epoch:int)->np.ndarray:
         "All ranks' batches of `epoch`: an `n_batches_total × batch_size` array of indices."
         rng = np.random.default_rng([self.seed, epoch])
-        nb, K = self.n_batches_total, self.num_instances
+        nb = self.n_batches_total
         batches = [[] for _ in range(nb)]
         for ids in self.dom_ids:
             chunks = [self._chunks(rng, k) for k in ids]
@@ -148,7 +149,7 @@ class BalancedIdentitySampler(IdentitySampler):
                  world_size:int|None=None, # DDP world size (default from torch.distributed, else 1)
                 ):
         self.camids = np.asarray(camids)
-        if len(self.camids) != len(pids): raise ValueError(f"camids has {len(self.camids)} entries but pids has {len(pids)}")
+        if len(self.camids) != len(pids): raise InputValueError(f"camids has {len(self.camids)} entries but pids has {len(pids)}")
         super().__init__(pids, batch_size, num_instances, seed, rank, world_size)
 
     def _setup(self):

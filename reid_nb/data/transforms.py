@@ -12,12 +12,10 @@ import numpy as np
 import torch
 from PIL import Image
 import torchvision.transforms as T
-import torchvision.transforms.functional as TF
-from ..config import get_default_config
+from ..core import InputValueError
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'ToFloatTensor', 'Cutout', 'RandomPatch', 'build_transforms',
-           'transform_kwargs_from_config', 'build_transforms_from_config']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'ToFloatTensor', 'Cutout', 'RandomPatch', 'build_transforms']
 
 # %% ../../nbs/03_data.transforms.ipynb #7d0ab986
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -118,7 +116,7 @@ def build_transforms(size=(256, 128), # (H, W) output size; an int resizes the s
                     if is_train else T.CenterCrop(crop_size))
     if is_train:
         if padding > 0:
-            if not do_resize: raise ValueError("padding needs a `size` to crop back to")
+            if not do_resize: raise InputValueError("padding needs a `size` to crop back to")
             tfms += [T.Pad(padding, padding_mode=padding_mode), T.RandomCrop(size)]
         if flip_prob > 0: tfms.append(T.RandomHorizontalFlip(flip_prob))
         if cj_prob > 0:
@@ -133,44 +131,3 @@ def build_transforms(size=(256, 128), # (H, W) output size; an int resizes the s
         if cutout_prob > 0: tfms.append(Cutout(cutout_size, cutout_prob))
     if normalize: tfms.append(T.Normalize(mean, std))
     return T.Compose(tfms)
-
-# %% ../../nbs/03_data.transforms.ipynb #3d00137b
-def _merge_input(cfg, defaults=None, prefix='INPUT'):
-    "`cfg` over FastReID's defaults (`reid_nb.config`'s INPUT tree); unknown keys are an error."
-    if defaults is None: defaults = get_default_config()['INPUT']
-    out = {}
-    for k, v in (cfg or {}).items():
-        if k not in defaults:
-            raise KeyError(f"unknown config key {prefix}.{k}; valid keys: {', '.join(f'{prefix}.{o}' for o in defaults)}")
-        if isinstance(defaults[k], dict):
-            if not isinstance(v, dict): raise TypeError(f"{prefix}.{k} must be a mapping of {list(defaults[k])}, got {v!r}")
-            out[k] = _merge_input(v, defaults[k], f"{prefix}.{k}")
-    return {k: (out[k] if k in out else (cfg or {}).get(k, d)) if not isinstance(d, dict)
-            else {**d, **out.get(k, {})} for k, d in defaults.items()}
-
-def transform_kwargs_from_config(cfg_input:dict, # FastReID `INPUT` section (nested dict)
-                                 is_train:bool=True)->dict:
-    "The `build_transforms` arguments that FastReID's `INPUT` options mean."
-    c = _merge_input(cfg_input)
-    size = list(c['SIZE_TRAIN'] if is_train else c['SIZE_TEST'])
-    en = lambda k: bool(c[k]['ENABLED'])
-    val = [float(v) for v in c['REA']['VALUE']]
-    if max(val) > 1: val = [v/255 for v in val]
-    return dict(size=size[0] if len(size) == 1 else tuple(size), is_train=is_train,
-                flip_prob=c['FLIP']['PROB'] if en('FLIP') else 0.,
-                padding=c['PADDING']['SIZE'] if en('PADDING') else 0, padding_mode=c['PADDING']['MODE'],
-                rea_prob=c['REA']['PROB'] if en('REA') else 0., rea_value=tuple(val),
-                rpt_prob=c['RPT']['PROB'] if en('RPT') else 0.,
-                cj_prob=c['CJ']['PROB'] if en('CJ') else 0., cj_brightness=c['CJ']['BRIGHTNESS'],
-                cj_contrast=c['CJ']['CONTRAST'], cj_saturation=c['CJ']['SATURATION'], cj_hue=c['CJ']['HUE'],
-                autoaug_prob=c['AUTOAUG']['PROB'] if en('AUTOAUG') else 0.,
-                augmix_prob=c['AUGMIX']['PROB'] if en('AUGMIX') else 0., affine=en('AFFINE'),
-                crop_size=(tuple(c['CROP']['SIZE']) if len(c['CROP']['SIZE']) > 1 else c['CROP']['SIZE'][0]) if en('CROP') else None,
-                crop_scale=tuple(c['CROP']['SCALE']), crop_ratio=tuple(c['CROP']['RATIO']))
-
-def build_transforms_from_config(cfg_input:dict, # FastReID `INPUT` section, e.g. `cfg['INPUT']`
-                                 is_train:bool=True, # training or test pipeline
-                                 **kwargs, # extra `build_transforms` arguments (e.g. normalize=True)
-                                )->T.Compose:
-    "`build_transforms` from FastReID's `INPUT.*` options (missing keys: FastReID's defaults)."
-    return build_transforms(**{**transform_kwargs_from_config(cfg_input, is_train), **kwargs})
