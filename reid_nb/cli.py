@@ -122,6 +122,17 @@ def train(config_file:str, # FastReID-style YAML
     return res
 
 # %% ../nbs/40_cli.ipynb #087cd89b
+def _check_model(model, asked:dict, weights, config_file):
+    "Warn when a self-describing checkpoint's model is not the one the config describes (the checkpoint's is used)."
+    from reid_nb.layers import get_pooling
+    built = getattr(model, 'build_args', None)
+    if getattr(model, 'reid_meta', {}).get('format') or built is None: return  # a foreign checkpoint was built from the config itself
+    pool = lambda p: type(get_pooling(p, in_channels=8)).__name__
+    keys = ('arch', 'meta_arch', 'last_stride', 'with_ibn', 'with_nl', 'pool', 'embedding_dim', 'neck', 'cls_type')
+    diff = [k for k in keys if k in asked and (pool(asked[k]) != pool(built[k]) if k == 'pool' else asked[k] != built[k])]
+    if diff: warnings.warn(f"{weights} holds a model other than the one {config_file} describes ({'; '.join(f'{k}: {built[k]!r} in the checkpoint, {asked[k]!r} in the config' for k in diff)}): "
+                           "the checkpoint's model is evaluated; the config gives the test settings and data sets")
+
 def evaluate_checkpoint(weights:str, # a reid_nb checkpoint, or a FastReID one (with its config)
                         config_file:str|None=None, # FastReID-style YAML; optional for reid_nb checkpoints
                         opts:list|None=None, root:str|None=None):
@@ -135,6 +146,7 @@ def evaluate_checkpoint(weights:str, # a reid_nb checkpoint, or a FastReID one (
     if config_file is not None:
         cfg, oroot = _load(config_file, opts)
         r, model = recipe_from_config(cfg), load_reid_model(weights, config=cfg)
+        _check_model(model, r['model'], weights, config_file)
     else:
         _, oroot = _opts_root(list(opts or []))
         model = load_reid_model(weights)

@@ -90,8 +90,8 @@ def coerce_value(value, # the new value (from YAML or a command-line string)
                  src:str='', # where the value comes from (file name, 'opts'), for the error message
                 ):
     "Convert `value` to the type of `default`, or raise a `TypeError` naming `key` and `src`."
-    where = f"{src}: " if src else ''
-    def bad(): return InputTypeError(f"{where}{key} = {value!r}: expected {type(default).__name__} like the default {default!r}")
+    where, raw = f"{src}: " if src else '', value
+    def bad(): return InputTypeError(f"{where}{key} = {raw!r}: expected {type(default).__name__} like the default {default!r}")
     if isinstance(default, str):
         if isinstance(value, str): return value
         raise bad()
@@ -109,8 +109,14 @@ def coerce_value(value, # the new value (from YAML or a command-line string)
         raise bad()
     if isinstance(default, (list, tuple)):
         if isinstance(value, str): value = [value]  # a single name, e.g. NAMES: Market1501
-        if isinstance(value, (list, tuple)): return list(value)
-        raise bad()
+        if not isinstance(value, (list, tuple)): raise bad()
+        value = list(value)
+        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+        if default and all(num(v) for v in default):  # numbers (sizes, means, steps): numbers of the same kind
+            if not all(num(v) for v in value): raise bad()
+            if all(isinstance(v, int) for v in default): value = [int(v) if float(v).is_integer() else v for v in value]
+            if not all(isinstance(v, type(default[0])) or isinstance(default[0], float) for v in value): raise bad()
+        return value
     return value
 
 # %% ../nbs/09_config.ipynb #35b2d12f

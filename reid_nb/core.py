@@ -6,7 +6,7 @@ Docs: https://reid-nb.github.io/reid_nb/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #82e8222d
 from __future__ import annotations
-import os, random, sys
+import os, random, re, sys
 from pathlib import Path
 import numpy as np
 import torch
@@ -106,11 +106,14 @@ def load_checkpoint(path:str|Path, # a file written by `save_checkpoint` (or any
         with torch.serialization.safe_globals(_np_safe_globals()):
             d = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        if 'weights_only' in str(e) or 'Unsupported global' in str(e) or 'WeightsUnpickler' in str(e):
-            raise InputFileError(f"checkpoint {path} holds pickled Python objects, which reid_nb does not load "
-                                 f"(loading them could run arbitrary code): {first}") from e
-        raise InputFileError(f"checkpoint {path} is not a readable torch file (truncated or corrupt?): {first}") from e
+        msg = ' '.join(str(e).split())
+        if m := re.search(r'Unsupported global: GLOBAL (\S+)', msg):
+            raise InputFileError(f"checkpoint {path} holds pickled Python objects (here {m[1]}), which reid_nb does not load: "
+                                 "loading them could run arbitrary code") from e
+        m = re.search(r'WeightsUnpickler error: (.*?)(?: Check the documentation|$)', msg)  # torch's own reason, when it gives one
+        detail = (m[1] if m else '')[:120]
+        raise InputFileError(f"checkpoint {path} is not a readable torch file (truncated or corrupt?): {type(e).__name__}"
+                             + (f": {detail}" if detail else '')) from e
     if not isinstance(d, dict): raise InputFileError(f"checkpoint {path} holds a {type(d).__name__}, expected a dict")
     return d
 
