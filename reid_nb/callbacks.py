@@ -225,7 +225,7 @@ class LossTerms(Callback):
         v = float(self.learn.loss_grad.detach().float().sum())
         if self.first is None and math.isfinite(v): self.first = max(abs(v), 1e-6)
         if math.isfinite(v) and (self.first is None or abs(v) <= self.diverge_factor * self.first): return
-        what = f"is {v}" if not math.isfinite(v) else f"grew to {v:.4g}, {v / self.first:.0f} times its first value {self.first:.4g}"
+        what = f"is {v}" if not math.isfinite(v) else f"grew to {v:.4g}, {v / self.first:.3g} times its first value {self.first:.4g}"
         self._stop(f"the loss {what} at iteration {self.learn.train_iter} (epoch {self.epoch})")
     def after_train(self):  # a last step can break the weights without a later loss to show it: check before any evaluation
         bad = next((n for n, t in self.learn.model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
