@@ -147,7 +147,7 @@ def resnet(depth:int=50, # 18, 34, 50, 101 or 152
     m.timm_weights = f"resnet{depth}.tv_in1k" if groups == 1 else f"resnext{depth}_{groups}x{base_width}d.tv_in1k"
     if pretrained:
         if with_ibn: raise InputValueError("no hub holds ImageNet ResNet-IBN-a weights in timm's format; pass pretrained=<path to resnet50_ibn_a-d9d0bb7b.pth> (IBN-Net release)")
-        m.pretrained_report = load_weights(m, timm_state_dict(pretrained if isinstance(pretrained, str) else m.timm_weights))
+        m.pretrained_report = load_weights(m, timm_state_dict(pretrained if isinstance(pretrained, str) else m.timm_weights), fresh_nl=True)
     return m
 
 # %% ../nbs/11_backbones.ipynb #3f2756fc
@@ -288,7 +288,7 @@ def timm_state_dict(name:str, # a timm model name with optional tag, e.g. 'resne
     "ImageNet weights of a timm model from the Hugging Face hub (needs network), as a state dict."
     try: return timm.create_model(name, pretrained=True).state_dict()
     except Exception as e:
-        raise InputFileError(f"could not fetch timm weights {name!r} ({type(e).__name__}: {str(e)[:200]}). Without network, "
+        raise InputFileError(f"could not fetch timm weights {name!r} ({type(e).__name__}: {' '.join(str(e).split())[:200]}). Without network, "
                            "pass pretrained=<local file>: a timm/torchvision state dict, a FastReID or torchreid checkpoint") from e
 
 class TimmBackbone(nn.Module):
@@ -377,7 +377,7 @@ def lukemelas_efficientnet_filter_fn(state_dict:dict, model:nn.Module)->tuple[di
         unmapped.append(k)
     if unmapped: raise InputKeyError(f"lukemelas EfficientNet keys with no timm name: {unmapped[:5]} ({len(unmapped)} in all)")
     out, dropped = timm_filter_fn(mapped, target)
-    return out, {**notes, **{k: v for k, v in dropped.items()}}
+    return out, {**notes, **dropped}
 
 def tonylins_mobilenetv2_filter_fn(state_dict:dict, model:nn.Module)->tuple[dict, dict]:
     "tonylins MobileNetV2 names (`features.N.conv.M`) → timm's `mobilenetv2_*` names."
@@ -498,6 +498,7 @@ def load_weights(model:nn.Module, # any module: a backbone, a re-id model, a tim
                  filter_fn=None, # `(state_dict, model) -> (state_dict, notes)`; None: `detect_filter`
                  strict:bool=True, # raise unless every tensor fits; else load what fits and report the rest
                  source:str|None=None, # what to call the weights in messages (default: the file, or 'state dict')
+                 fresh_nl:bool=False, # non-local blocks absent from the file keep their identity init (ImageNet weights, as FastReID's AGW)
                 )->LoadReport:
     "Load weights from any source into `model` through the source's filter function; returns a `LoadReport`."
     sd = read_state_dict(path_or_state)
@@ -510,7 +511,7 @@ def load_weights(model:nn.Module, # any module: a backbone, a re-id model, a tim
     rep = LoadReport(where, getattr(filter_fn, '__name__', str(filter_fn)), notes=notes)
     is_nl = lambda k: k.startswith('NL_') or '.NL_' in k
     rep.missing = [k for k in own if k not in mapped and not k.endswith('num_batches_tracked')]
-    if not any(is_nl(k) for k in mapped):  # ImageNet weights into a non-local ResNet (FastReID's AGW does this)
+    if fresh_nl and not any(is_nl(k) for k in mapped):  # ImageNet weights into a non-local ResNet (FastReID's AGW does this)
         rep.fresh = [k for k in rep.missing if is_nl(k)]
         rep.missing = [k for k in rep.missing if not is_nl(k)]
     rep.unexpected = [k for k in mapped if k not in own]
@@ -562,7 +563,7 @@ def build_backbone(name:str, # a BACKBONES key, 'timm:<name>', or any timm model
     kw.update(last_stride=last_stride, with_ibn=with_ibn, with_nl=with_nl)
     if not is_file: return ctor(pretrained=pretrained or None, **kw)
     model = ctor(**kw)
-    model.pretrained_report = load_weights(model, pretrained)
+    model.pretrained_report = load_weights(model, pretrained, fresh_nl=True)
     return model
 
 # %% ../nbs/11_backbones.ipynb #f8426df5
@@ -590,7 +591,7 @@ def pretrained_hint(arch:str, # a backbone name
     "Where ImageNet weights for backbone `arch` can be had, as advice to a user."
     base = arch[5:] if arch.startswith('timm:') else arch
     if arch in SHIPPED_WEIGHTS: return f"reid_nb.backbones.shipped_weights({arch!r}) (the file ships in the pip package {SHIPPED_WEIGHTS[arch][0]!r})"
-    if base.startswith('osnet'): return f"torchreid's {base.replace('osnet_ibn', 'osnet_ibn')}_imagenet.pth (a local file)"
+    if base.startswith('osnet'): return f"torchreid's {base}_imagenet.pth (a local file)"
     if with_ibn or '_ibn_a' in base: return "the IBN-Net release file, e.g. resnet50_ibn_a-d9d0bb7b.pth (a local file)"
     if base.startswith(('resnet', 'resnext')) and base in BACKBONES: return f"the timm name {BACKBONES[base]().timm_weights!r} (torchvision's weights, from the Hugging Face hub)"
     return f"the timm name {base!r} (its default ImageNet weights, from the Hugging Face hub)"

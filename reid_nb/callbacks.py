@@ -15,7 +15,7 @@ from fastcore.foundation import L
 from fastai.callback.core import Callback, CancelStepException, CancelValidException
 from fastai.callback.progress import CSVLogger
 from fastai.learner import Learner, Metric
-from .core import save_checkpoint, get_rng_states, set_rng_states, InputError
+from .core import save_checkpoint, get_rng_states, set_rng_states, InputError, InputValueError
 
 # %% auto #0
 __all__ = ['warmup_factor', 'LRSchedule', 'WarmupCallback', 'CosineAfterDelay', 'MultiStepLR', 'FreezeBackbone', 'ClipGradients',
@@ -39,7 +39,7 @@ def warmup_factor(it:int, # global iteration (0-based)
     if method == 'linear': return factor * (1 - a) + a
     if method == 'constant': return factor
     if method == 'exp': return factor ** (1 - a)
-    raise ValueError(f"unknown warm-up method {method!r}; use 'linear', 'constant' or 'exp'")
+    raise InputValueError(f"unknown warm-up method {method!r}; use 'linear', 'constant' or 'exp'")
 
 class LRSchedule(Callback):
     "Base class: multiplies every param group's base lr by `self.factor(it, epoch, base_lr)`."
@@ -75,7 +75,7 @@ class CosineAfterDelay(LRSchedule):
                  delay:float=0, # flat epochs before the decay starts (DELAY_EPOCHS)
                  eta_min:float=1e-7, # final absolute lr (ETA_MIN_LR)
                 ):
-        if epochs <= delay: raise ValueError(f"cosine schedule needs epochs > delay, got epochs={epochs}, delay={delay}")
+        if epochs <= delay: raise InputValueError(f"cosine schedule needs epochs > delay, got epochs={epochs}, delay={delay}")
         store_attr()
     def factor(self, it, epoch, base_lr):
         p = min(max(epoch - self.delay, 0) / (self.epochs - self.delay), 1.)
@@ -116,7 +116,7 @@ class ClipGradients(Callback):
                  clip_type:str='norm', # 'norm' or 'value'
                  norm_type:float=2., # p of the norm
                 ):
-        if clip_type not in ('norm', 'value'): raise ValueError(f"clip_type must be 'norm' or 'value', got {clip_type!r}")
+        if clip_type not in ('norm', 'value'): raise InputValueError(f"clip_type must be 'norm' or 'value', got {clip_type!r}")
         store_attr()
     def before_step(self):
         amp = getattr(self.learn, 'mixed_precision', None)
@@ -132,7 +132,7 @@ class MixedPrecision(Callback):
     def __init__(self, dtype:str='fp16', # 'fp16' or 'bf16'
                  allow_cpu:bool=False, # use CPU autocast (bf16) instead of doing nothing
                 ):
-        if dtype not in ('fp16', 'bf16'): raise ValueError(f"dtype must be 'fp16' or 'bf16', got {dtype!r}")
+        if dtype not in ('fp16', 'bf16'): raise InputValueError(f"dtype must be 'fp16' or 'bf16', got {dtype!r}")
         store_attr()
     def before_fit(self):
         dev = next(self.learn.model.parameters()).device
@@ -187,21 +187,20 @@ class TrainingDiverged(InputError, FloatingPointError):
 def _diverged(learn, what:str):
     "Raise `TrainingDiverged`: `what` went wrong, with the last loss terms and the learning rate."
     terms = ', '.join(f"{k}={float(t):.4g}" for k, t in (getattr(learn.loss_func, 'last', None) or {}).items())
-    lr = max(h['lr'] for h in learn.opt.hypers)
+    lr, base = max(h['lr'] for h in learn.opt.hypers), ((getattr(learn, 'recipe', None) or {}).get('solver') or {}).get('base_lr')
     raise TrainingDiverged(f"training stopped: {what}{' (last loss terms: ' + terms + ')' if terms else ''}; the learning rate is "
-                           f"{lr:.3g} — lower it (base_lr=, or SOLVER.BASE_LR in a config)")
+                           f"{lr:.3g}{f' (base_lr {base:.3g})' if base else ''} — lower it (base_lr=, or SOLVER.BASE_LR in a config)")
 
 def _without(metrics, added)->L:
     "`metrics` less the columns a callback `added` (by identity), so callbacks undo only their own additions."
     return L(m for m in metrics if not any(m is a for a in added))
 
 class _TermMetric(Metric):
-    "Epoch mean of one loss term, read from `loss_func.last`."
-    def __init__(self, name): self._name = name
+    "Epoch mean of one loss term, as `LossTerms` read it for the batch."
+    def __init__(self, cb, name): self.cb, self._name = cb, name
     def reset(self): self.total, self.count = 0., 0
     def accumulate(self, learn):
-        last = getattr(learn.loss_func, 'last', None) or {}
-        if self._name in last: self.total += float(last[self._name]); self.count += 1
+        if self._name in self.cb.last: self.total += self.cb.last[self._name]; self.count += 1
     @property
     def value(self): return self.total / self.count if self.count else ''
     @property
@@ -215,8 +214,8 @@ class LossTerms(Callback):
     def before_fit(self):
         lf = self.learn.loss_func
         self.names = list(getattr(lf, 'specs', None) or getattr(lf, 'terms', None) or {})  # ReIDLoss keeps its terms in `specs`
-        self.learn.recorder.terms, self.first = {}, None
-        self._added = [_TermMetric(n) for n in self.names]
+        self.learn.recorder.terms, self.first, self.last = {}, None, {}
+        self._added = [_TermMetric(self, n) for n in self.names]
         self.learn.metrics = L(self.learn.metrics) + self._added
         self.learn.recorder.train_metrics = True
     def _stop(self, what:str): _diverged(self.learn, what)
@@ -231,9 +230,10 @@ class LossTerms(Callback):
         bad = next((n for n, t in self.learn.model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
         if bad is not None: self._stop(f"the weights are not finite (first: {bad}) after epoch {self.epoch}")
     def after_batch(self):
+        self.last = {}
         if not self.training: return
-        for k, v in (getattr(self.learn.loss_func, 'last', None) or {}).items():
-            self.learn.recorder.terms.setdefault(k, []).append(float(v))
+        self.last = dict(getattr(self.learn.loss_func, 'last', None) or {})  # read once: each term is one device sync
+        for k, v in self.last.items(): self.learn.recorder.terms.setdefault(k, []).append(float(v))
     def after_fit(self): self.learn.metrics = _without(self.learn.metrics, self._added)
 
 # %% ../nbs/20_callbacks.ipynb #fbb5c8f3
@@ -272,10 +272,9 @@ class ReIDEvalCallback(Callback):
     def _due(self): return (self.epoch + 1) % self.every == 0 or self.epoch + 1 >= self.n_epoch
     def after_train(self):
         if not self._due(): return
+        from reid_nb.evaluate import NonFiniteFeatures
         try: self.result = self.evaluate()
-        except InputError as e:  # non-finite features of a model in training: the run diverged
-            if 'not finite' not in str(e): raise
-            _diverged(self.learn, f"the model gives non-finite features after epoch {self.epoch} ({e})")
+        except NonFiniteFeatures as e: _diverged(self.learn, f"the model gives non-finite features after epoch {self.epoch} ({e})")  # a model in training: diverged
         self.scores = _result_metrics(self.result)
     def evaluate(self):
         "Run the evaluation now (model in eval mode, then back)."
@@ -295,7 +294,7 @@ class PlainLog(Callback):
     "Print fastai's epoch table as plain aligned text (header once, no NaN), when no progress bar shows it."
     order = 55  # before CSV/progress loggers wrap `learn.logger`
     def before_fit(self):
-        self.active = not hasattr(self.learn, 'progress') and self.learn.logger is not None and self.learn.logger.__name__ != 'noop'
+        self.active = not hasattr(self.learn, 'progress') and getattr(self.learn.logger, '__name__', '') != 'noop'
         if not self.active: return
         self.old, self.learn.logger = self.learn.logger, self._write
         names = list(self.recorder.metric_names)
@@ -310,6 +309,7 @@ class PlainLog(Callback):
         names = list(self.recorder.metric_names)
         if len(log) != len(names): return self.old(log)
         self._print([self._cell(v, n) for v, n in zip(log, names)])
+        if self.old is not print: self.old(log)  # a logger of the user's own still gets every row
     def after_fit(self):
         if self.active: self.learn.logger = self.old
 
@@ -319,6 +319,10 @@ class CSVLog(CSVLogger):
         p = self.path/self.fname
         p.parent.mkdir(parents=True, exist_ok=True)
         header = not (self.append and p.is_file() and p.stat().st_size > 0)
+        first = getattr(self.learn, 'first_epoch', 0)
+        if not header and first:  # a resumed run replays the epochs after its checkpoint: their old rows go
+            head, *rows = p.read_text().splitlines()
+            p.write_text('\n'.join([head] + [r for r in rows if r.split(',')[0].isdigit() and int(r.split(',')[0]) < first]) + '\n')
         self.file = p.open('a' if self.append else 'w')
         if header: self.file.write(','.join(self.recorder.metric_names) + '\n')
         self.old_logger, self.learn.logger = self.logger, self._write_line
@@ -365,8 +369,11 @@ def training_state(learn:Learner)->dict:
           'epoch': learn.epoch + 1, 'iter': learn.train_iter,
           'rng': get_rng_states(), 'loader': _loader_state(learn.dls.train),
           'smooth_loss': [learn.recorder.smooth_loss.val.float(), learn.recorder.smooth_loss.count],  # the logged train_loss carries on
+          'n_epoch': learn.n_epoch,
           'metrics': dict(ev.scores) if ev is not None else {}}
     if isinstance(learn.loss_func, nn.Module): st['loss'] = learn.loss_func.state_dict()
+    amp = getattr(learn, 'mixed_precision', None)
+    if getattr(amp, 'scaler', None) is not None: st['scaler'] = amp.scaler.state_dict()  # fp16: the loss scale it settled on
     return st
 
 class CheckpointCallback(Callback):
@@ -397,11 +404,17 @@ class _Resume(Callback):
     def before_fit(self):
         st, opt = self.state, self.learn.opt
         lrs, wds = [h['lr'] for h in opt.hypers], [h.get('wd') for h in opt.hypers]
-        if st.get('opt') is not None: opt.load_state_dict(st['opt'])
+        if st.get('opt') is not None:
+            try: opt.load_state_dict(st['opt'])
+            except (ValueError, KeyError, RuntimeError) as e:
+                raise InputValueError(f"the optimiser state in the checkpoint does not fit this learner's ({' '.join(str(e).split())[:200]}): "
+                                      "was it written for another model or recipe?") from None
         opt.set_hyper('lr', lrs)  # keep the base lrs `fit` set: schedules recompute from the run position
         if None not in wds: opt.set_hyper('wd', wds)
         if 'loss' in st and isinstance(self.learn.loss_func, nn.Module): self.learn.loss_func.load_state_dict(st['loss'])
         self.learn.train_iter = int(st['iter'])
+        amp = getattr(self.learn, 'mixed_precision', None)
+        if st.get('scaler') and getattr(amp, 'scaler', None) is not None and amp.scaler.is_enabled(): amp.scaler.load_state_dict(st['scaler'])
         if 'smooth_loss' in st: self.learn.recorder.smooth_loss.val, self.learn.recorder.smooth_loss.count = st['smooth_loss'][0], int(st['smooth_loss'][1])
         if hasattr(self.learn, 'checkpoint'): self.learn.checkpoint.best = st.get('best')
         _set_loader_state(self.dls.train, st.get('loader', {}))

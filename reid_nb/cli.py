@@ -95,8 +95,13 @@ def train(config_file:str, # FastReID-style YAML
     if earlier and not (resume or overwrite):
         raise CLIError(f"OUTPUT_DIR {out} already holds a run ({', '.join(earlier)}): pass --resume to continue it, --overwrite to "
                        "replace it, or choose another OUTPUT_DIR")
-    if overwrite:
-        for f in earlier: (out/f).unlink()
+    if resume:
+        from reid_nb.core import load_checkpoint
+        done, planned = int(load_checkpoint(last).get('epoch', 0)), epochs or r['solver']['epochs']
+        if done >= planned:
+            print(f"the run in {out} already finished {done} of {planned} epochs: nothing to train "
+                  "(--epochs N for a longer run, --overwrite to start again)", flush=True)
+            return None
     root = data_root(root or oroot)
     tests = r['run']['tests'] or r['run']['datasets']
     df = _frames(root, r['run']['datasets'], tests)
@@ -112,12 +117,11 @@ def train(config_file:str, # FastReID-style YAML
                       f"{pretrained_hint(r['model']['arch'], r['model'].get('with_ibn', False))}, or MODEL.BACKBONE.PRETRAIN False to say random weights are meant")
         pretrained = False
     learn = reid_learner(dls, pretrained=pretrained, path=out, cbs=CSVLog(fname='log.csv', append=resume))
+    if overwrite:  # only now that the data, the config and the model are known to be good
+        for f in earlier: (out/f).unlink()
     print(f"train: {dls.n_classes} identities, {dls.train.n} images ({len(dls.train)} batches of {dls.train.bs}) at {dls.settings['size']}; "
           f"test: {dls.query.n} query / {dls.gallery.n} gallery images at {dls.settings['size_test']}; {learn.arch} -> {out}", flush=True)
     res = learn.fit_reid(epochs, resume=last if resume else None, save_dir=out/'checkpoints')
-    if res is None:
-        print(f"the run in {out} had already finished; nothing to train (pass --epochs N to set a longer run, or --overwrite)", flush=True)
-        return None
     _results(res, out, '+'.join(tests))
     return res
 

@@ -22,7 +22,7 @@ from .rerank import query_expansion, rerank_features
 from . import visualize
 
 # %% auto #0
-__all__ = ['TEST_DEFAULTS', 'Features', 'extract_features', 'ReIDResult', 'evaluate', 'reid_eval']
+__all__ = ['TEST_DEFAULTS', 'Features', 'extract_features', 'ReIDResult', 'NonFiniteFeatures', 'evaluate', 'reid_eval']
 
 # %% ../nbs/33_evaluate.ipynb #c2c6a20a
 @dataclass
@@ -174,6 +174,9 @@ class ReIDResult:
         return visualize.plot_distances(*self.hist, **kwargs)
 
 # %% ../nbs/33_evaluate.ipynb #0fc44767
+class NonFiniteFeatures(InputValueError):
+    "A feature row is NaN or infinite (during training: the run diverged)."
+
 def _check_features(f:Features, name:str):
     "An `InputValueError` for an empty set or a feature row that is NaN or infinite (named by index and path)."
     if not isinstance(f, Features): raise InputTypeError(f"the {name} must be `Features` (see `extract_features`), got {type(f).__name__}")
@@ -183,7 +186,7 @@ def _check_features(f:Features, name:str):
     bad = rows[~torch.isfinite(x[rows]).all(1)].tolist()
     if bad:
         i = bad[0]
-        raise InputValueError(f"{name} feature {i}" + (f" ({f.paths[i]})" if f.paths is not None else '') + " is not finite (NaN or inf)"
+        raise NonFiniteFeatures(f"{name} feature {i}" + (f" ({f.paths[i]})" if f.paths is not None else '') + " is not finite (NaN or inf)"
                               + (f"; {len(bad) - 1} more {name} rows are not either" if len(bad) > 1 else ''))
 
 @torch.no_grad()
@@ -232,10 +235,11 @@ def reid_eval(model:nn.Module, # a model whose eval-mode forward returns B×D em
               flip:bool=TEST_DEFAULTS['flip'], # average with horizontally flipped images
               metric:str=TEST_DEFAULTS['metric'], # distance for ranking
               parent=None, # a fastprogress master bar to nest the extraction bars in; None: no bars
+              verbose:bool=False, # print the results table
               **kwargs, # more `evaluate` options, e.g. rerank=dict(k1=20), qe=dict(qe_k=10)
              )->ReIDResult:
     "Extract the query and gallery features and evaluate them: a `ReIDResult`."
     _check_metric(metric); _check_protocol(kwargs.get('protocol', 'market'))
     bar = lambda dl: dl if parent is None else progress_bar(dl, parent=parent, leave=False)
     feats = lambda dl: extract_features(model, bar(dl), flip=flip, progress=False)
-    return evaluate(feats(query_dl), feats(gallery_dl), metric=metric, **{'verbose': False, **kwargs})
+    return evaluate(feats(query_dl), feats(gallery_dl), metric=metric, verbose=verbose, **kwargs)

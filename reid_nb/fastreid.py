@@ -184,16 +184,17 @@ def load_fastreid_checkpoint(path:str|Path, # FastReID checkpoint ({'model': sta
                              config:str|Path|dict, # its YAML config (configs/... or the dumped config.yaml) or a loaded config
                              strict:bool=True, # raise unless every tensor maps (else load what fits and report)
                              opts:list|None=None, # config overrides, as for `load_config`
+                             state:dict|None=None, # the file's contents, when already read
                             )->nn.Module:
     "Build the reid_nb model of a FastReID config and load a FastReID checkpoint into it; eval mode, input RGB in [0, 1]."
     cfg = _config(config, opts)
-    sd = read_state_dict(path)
+    sd = read_state_dict(path if state is None else state)
     cls = next((sd[k] for k in ('heads.weight', 'heads.classifier.weight', 'b1_head.weight', 'b1_head.classifier.weight') if k in sd), None)
     nl = next((v for k, v in sd.items() if k.startswith('backbone.NL_') and k.endswith('.g.weight')), None)
     model = build_model_from_config(cfg, 0 if cls is None else cls.shape[0], pretrained=False,
                                     **({} if nl is None else {'nl_inter_channels': nl.shape[0]}))
     model.load_report = load_weights(model, sd, fastreid_filter_fn, strict, source=str(path))
-    size, size_test = (list(cfg_get(cfg, f'INPUT.SIZE_{k}')) for k in ('TRAIN', 'TEST'))
+    size, size_test = ([v[0], v[0]] if len(v) == 1 else list(v) for v in (cfg_get(cfg, f'INPUT.SIZE_{k}') for k in ('TRAIN', 'TEST')))
     model.reid_meta = dict(arch=model.build_args['arch'], size=size, size_test=size_test, path=str(path), format='fastreid')
     return model.eval()
 
@@ -211,11 +212,12 @@ def torchreid_filter_fn(state_dict:dict, # a torchreid model state dict ('module
         if k == 'fc.0.weight': out['heads.bottleneck.0.weight'] = v[:, :, None, None]; notes[k] = 'renamed -> heads.bottleneck.0.weight (Linear as 1×1 conv)'
         elif k == 'fc.0.bias': notes[k] = 'folded into heads.bottleneck.1.running_mean (μ - b)'
         elif k.startswith('fc.1.'): out['heads.bottleneck.1.' + k[5:]] = v; notes[k] = f'renamed -> heads.bottleneck.1.{k[5:]}'
-        elif k.startswith('fc.'): notes[k] = 'dropped: more than one fc layer is not supported'
+        elif k.startswith('fc.'): raise InputValueError(f"torchreid checkpoint tensor {k}: an fc head of more than one Linear + BatchNorm has no reid_nb equivalent")
         elif k == 'classifier.weight': out['heads.weight'] = v; notes[k] = 'renamed -> heads.weight'
         elif k == 'classifier.bias': notes[k] = 'dropped: the head classifier has no bias (training logits only)'
         else: out['backbone.' + k] = v
-    if 'fc.0.bias' in state_dict and 'heads.bottleneck.1.running_mean' in out:
+    if 'fc.0.bias' in state_dict:
+        if 'heads.bottleneck.1.running_mean' not in out: raise InputValueError("torchreid checkpoint: fc.0.bias without the BatchNorm fc.1 to fold it into")
         out['heads.bottleneck.1.running_mean'] = out['heads.bottleneck.1.running_mean'] - state_dict['fc.0.bias']
     for k, v in model.state_dict().items():
         if k in ('pixel_mean', 'pixel_std'): out[k] = v.clone(); notes[k] = 'filled: ImageNet statistics (torchreid normalises in its transforms)'
@@ -224,10 +226,11 @@ def torchreid_filter_fn(state_dict:dict, # a torchreid model state dict ('module
 def load_torchreid_checkpoint(path:str|Path, # torchreid checkpoint ({'state_dict': ...}) or a bare state dict file
                               arch:str, # torchreid's model name, e.g. 'osnet_x1_0', 'resnet50'
                               strict:bool=True, # raise unless every tensor maps
+                              state:dict|None=None, # the file's contents, when already read
                              )->nn.Module:
     "Build the reid_nb model matching a torchreid architecture and load its checkpoint; eval mode, input RGB in [0, 1]."
     if arch not in TORCHREID_ARCHS: raise InputKeyError(f"torchreid arch {arch!r} is not supported; supported: {TORCHREID_ARCHS}")
-    sd = read_state_dict(path)
+    sd = read_state_dict(path if state is None else state)
     K = sd['classifier.weight'].shape[0] if 'classifier.weight' in sd else 0
     if arch in _TR_OSNET:
         D = sd['fc.0.weight'].shape[0] if 'fc.0.weight' in sd else 0
@@ -244,13 +247,14 @@ def load_foreign_checkpoint(path:str|Path, # a FastReID or torchreid checkpoint
                             config=None, # FastReID: its config (default: `config.yaml` beside the file)
                             arch:str|None=None, # torchreid: the architecture name
                             strict:bool=True,
+                            state:dict|None=None, # the file's contents, when already read
                            )->nn.Module:
     "Load a FastReID (with its config) or torchreid (with its arch) checkpoint as a reid_nb model, eval mode."
-    if arch is not None: return load_torchreid_checkpoint(path, arch, strict)
+    if arch is not None: return load_torchreid_checkpoint(path, arch, strict, state=state)
     beside = Path(path).parent/'config.yaml'
     if config is None and beside.is_file(): config = beside
-    if config is not None: return load_fastreid_checkpoint(path, config, strict)
-    sd = read_state_dict(path)
+    if config is not None: return load_fastreid_checkpoint(path, config, strict, state=state)
+    sd = read_state_dict(path if state is None else state)
     if any(k.startswith(('heads.', 'b1_head.')) for k in sd): kind = "a FastReID checkpoint: pass its config (config=..., or --config-file)"
     elif any(k.startswith(('classifier.', 'fc.')) for k in sd): kind = f"a torchreid checkpoint: pass its architecture (arch=..., one of {TORCHREID_ARCHS})"
     else: kind = "neither a FastReID nor a torchreid checkpoint (no heads, fc or classifier tensors)"

@@ -21,7 +21,7 @@ from .callbacks import (WarmupCallback, CosineAfterDelay, MultiStepLR, FreezeBac
                                LossTerms, ReIDEvalCallback, CheckpointCallback, TargetsToModel, PlainLog, _Resume, _model_meta)
 from .losses import ReIDLoss
 from .models import build_model, save_reid_model
-from .backbones import pretrained_hint
+from .backbones import pretrained_hint, load_weights
 from .evaluate import TEST_DEFAULTS
 
 # %% auto #0
@@ -190,11 +190,14 @@ class ReIDLearner(Learner):
         st = load_checkpoint(path)
         for k in ('model', 'epoch', 'iter', 'rng'):
             if k not in st: raise InputValueError(f"checkpoint {path} has no {k!r}: not a `last.pth` written by CheckpointCallback")
-        done = int(st['epoch'])
+        done, planned = int(st['epoch']), st.get('n_epoch')
+        if planned and planned != n_epoch:
+            warnings.warn(f"the run in {path} was planned for {planned} epochs; resuming it for {n_epoch} rescales its schedule "
+                          "(learning-rate steps, cosine, evaluation periods) from here on")
         if done >= n_epoch:
             warnings.warn(f"the run in {path} already finished {done} of {n_epoch} epochs: nothing to resume (train longer with more epochs)")
             return False
-        self.model.load_state_dict(st['model'])
+        load_weights(self.model, st['model'], source=str(path))  # a last.pth of another model: one line naming the misfit
         print(f"resuming from {path}: {done} of {n_epoch} epochs done, continuing at epoch {done}", flush=True)
         self.first_epoch = done
         try: self.fit(n_epoch, cbs=L(cbs) + [_Resume(st)], **kwargs)
@@ -233,19 +236,17 @@ class ReIDLearner(Learner):
 # %% ../nbs/21_learner.ipynb #5103cd43
 class RandomWeightsWarning(UserWarning): "A backbone is trained from random weights because no pretrained weights were named."
 
-_SKIP = ('num_workers', 'seed')  # loader settings that do not change what the model sees
-
 def _check_data(r:dict, dls, asked:dict)->dict:
     "The recipe's data part, replaced by the loaders' settings; an error for a conflicting override, a warning for the rest."
     s = getattr(dls, 'settings', None) or {}
     norm = lambda v: tuple(v) if isinstance(v, list) else v
-    diff = {k: (r['data'][k], s[k]) for k in r['data'] if k in s and k not in _SKIP and norm(r['data'][k]) != norm(s[k])}
+    diff = {k: (r['data'][k], s[k]) for k in r['data'] if k in s and s[k] is not None and norm(r['data'][k]) != norm(s[k])}
     bad = {k: v for k, v in diff.items() if k in asked}
     if bad: raise InputValueError("reid_learner: " + '; '.join(f"{k}={a!r} asked, but the loaders were built with {k}={b!r}" for k, (a, b) in bad.items())
                                   + " — data settings go to the loaders: recipe_dataloaders(df, recipe, ...)")
     if diff: warnings.warn(f"the loaders were not built by recipe {r.get('name')!r}: " + '; '.join(f"{k} {b!r} in the loaders, {a!r} in the recipe"
                            for k, (a, b) in diff.items()) + " — training uses the loaders' values (build them with recipe_dataloaders(df, recipe) to follow the recipe)")
-    return {**r['data'], **{k: s[k] for k in r['data'] if k in s}}
+    return {**r['data'], **{k: v for k, v in s.items() if v is not None}}  # what the loaders really do, every transform option included
 
 @delegates(build_model, keep=True, but=['arch', 'num_classes', 'pretrained'])
 def reid_learner(dls, # from `recipe_dataloaders` / `reid_dataloaders`: `dls.train` yields (img, label); `dls.query`/`dls.gallery`
@@ -266,7 +267,13 @@ def reid_learner(dls, # from `recipe_dataloaders` / `reid_dataloaders`: `dls.tra
     if getattr(dls, 'n_classes', 1) == 0: raise InputValueError("the loaders have no training identities (the frame has no 'train' rows): nothing to train on")
     mkw = dict(r['model']); arch = arch or mkw.pop('arch', None) or 'resnet50'; mkw.pop('arch', None)
     pretrained = pretrained if pretrained is not None else mkw.pop('pretrained', None); mkw.pop('pretrained', None)
-    if model is None:
+    if model is not None:  # the caller's model: what it is comes from its build arguments, when it has them
+        built = getattr(model, 'build_args', None) or {}
+        arch = built.get('arch', type(model).__name__)
+        if built.get('num_classes', dls.n_classes) != dls.n_classes:
+            raise InputValueError(f"the model has a classifier for {built['num_classes']} identities, the loaders have {dls.n_classes}")
+        if pretrained: warnings.warn(f"pretrained={pretrained!r} is not used: a model was given (load weights into it with reid_nb.backbones.load_weights)")
+    else:
         if pretrained is None:
             warnings.warn(f"training {arch} from RANDOM weights: no pretrained weights were named, and re-id from scratch is far worse. "
                           f"Pass pretrained= {pretrained_hint(arch, mkw.get('with_ibn', False))}; pretrained=False trains from random "
@@ -287,10 +294,11 @@ def recipe_dataloaders(df, # a re-id frame (path, pid, camid, split)
                        **overrides, # recipe data overrides (size, bs, num_instances, ...) and other `reid_dataloaders` arguments (seed, device, ...)
                       ):
     "`reid_dataloaders` with a recipe's input sizes, P×K batch and augmentations; the loaders keep the recipe (`dls.recipe`)."
-    from reid_nb.data.loaders import reid_dataloaders
+    from reid_nb.data.loaders import reid_dataloaders, _tfm_defaults
     base = get_recipe(recipe)
-    ours = {k: v for k, v in overrides.items() if k in base['data'] or k not in inspect.signature(reid_dataloaders).parameters}
-    r = get_recipe(base, **ours)
-    dls = reid_dataloaders(df, **r['data'], **{k: v for k, v in overrides.items() if k not in ours})
+    loader_only = set(inspect.signature(reid_dataloaders).parameters) - set(_tfm_defaults()) - set(base['data'])  # seed, device, rank, ...
+    data = {k: v for k, v in overrides.items() if k in _tfm_defaults()}        # transform options are data, recipe or not
+    r = get_recipe(base, data={**base['data'], **data}, **{k: v for k, v in overrides.items() if k not in loader_only and k not in data})
+    dls = reid_dataloaders(df, **r['data'], **{k: v for k, v in overrides.items() if k in loader_only})
     dls.recipe = r
     return dls

@@ -246,6 +246,8 @@ def collect(blocks, # (n, g) distance blocks of consecutive query rows, in order
                 b = ids.block(seen, d[i:i+cap].to(dev, torch.float32))
                 for c in cols: c.update(b)
                 seen += len(b)
+                del b                                               # its cached n×G tensors go before the next block is built
+        d = None
     if seen != ids.nq: raise InputValueError(f"only {seen} of {ids.nq} query rows were given")
     return cols
 

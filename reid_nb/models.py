@@ -8,6 +8,7 @@ Docs: https://reid-nb.github.io/reid_nb/models.html.md"""
 from __future__ import annotations
 import copy, warnings
 from pathlib import Path
+import numpy as np
 import torch
 from torch import nn, Tensor
 from .core import save_checkpoint, load_checkpoint, InputValueError
@@ -87,9 +88,9 @@ def _resnet_parts(backbone:nn.Module):
     act = getattr(backbone, 'relu', None) or getattr(backbone, 'act1', None)
     need = [getattr(backbone, n, None) for n in ('conv1', 'bn1', 'maxpool', 'layer1', 'layer2', 'layer3', 'layer4')]
     if act is None or any(m is None for m in need):
-        raise TypeError(f"MGN needs a ResNet-like backbone with conv1, bn1, relu/act1, maxpool, layer1..layer4; got {type(backbone).__name__}")
+        raise InputValueError(f"MGN needs a ResNet-like backbone with conv1, bn1, relu/act1, maxpool, layer1..layer4; got {type(backbone).__name__}")
     if any(len(getattr(backbone, f'NL_{i}', [])) for i in range(1, 5)) or getattr(backbone, 'with_nl', False):
-        raise ValueError("MGN is built without non-local blocks (FastReID's Base-MGN sets MODEL.BACKBONE.WITH_NL: False)")
+        raise InputValueError("MGN is built without non-local blocks (FastReID's Base-MGN sets MODEL.BACKBONE.WITH_NL: False)")
     conv1, bn1, maxpool, l1, l2, l3, l4 = need
     return [conv1, bn1, act, maxpool], l1, l2, l3, l4
 
@@ -135,7 +136,8 @@ class MGN(_Normalized):
         p2, p3 = torch.chunk(b2, 2, dim=2), torch.chunk(b3, 3, dim=2)  # FastReID's stripes: ceil(H/n) rows, the last shorter
         if len(p2) != 2 or len(p3) != 3:
             raise InputValueError(f"MGN cuts its final map into 2 and 3 horizontal stripes, but an input {x.shape[2]} pixels high "
-                                  f"gives a map {b2.shape[2]} rows high, too low for 3 stripes; use an input at least 48 pixels high (FastReID: 256 or 384)")
+                                  f"gives a map {b2.shape[2]} rows high, which torch.chunk cannot cut into 3 (it needs 3 rows, or 5 and more): "
+                                  "use an input 48, 80, 96 or more pixels high (FastReID: 256 or 384)")
         (b21, b22), (b31, b32, b33) = p2, p3
         return dict(b1=b1, b2=b2, b21=b21, b22=b22, b3=b3, b31=b31, b32=b32, b33=b33)
 
@@ -156,6 +158,15 @@ class MGN(_Normalized):
                           [o[n].pred_class_logits for n in MGN_HEADS], maps['b1'] if with_fmap else None)
 
 # %% ../nbs/14_models.ipynb #dc6a4739
+def _plain(v, key='build argument'):
+    "`v` as plain Python values (numbers, strings, lists, dicts) that a `weights_only` checkpoint stores: numpy and torch scalars/arrays become numbers/lists, paths strings."
+    if isinstance(v, dict): return {k: _plain(x, f"{key} {k!r}") for k, x in v.items()}
+    if isinstance(v, (list, tuple)): return type(v)(_plain(x, key) for x in v)
+    if isinstance(v, (np.generic, np.ndarray, Tensor)): return v.tolist()
+    if isinstance(v, Path): return str(v)
+    if v is None or isinstance(v, (bool, int, float, str)): return v
+    raise InputValueError(f"{key} = {v!r} ({type(v).__name__}) cannot be stored in a checkpoint: use numbers, strings, lists or dicts")
+
 def fastreid_resnest_dilation(backbone:nn.Module)->list:
     "FastReID's ResNeSt with last stride 1 dilates the 3×3 convs of `layer4`'s blocks after the first (dilation 2); returns the names changed."
     net = getattr(backbone, 'model', backbone)
@@ -186,8 +197,10 @@ def build_model(arch:str='resnet50', # backbone name, see `reid_nb.backbones.BAC
                 **backbone_kw, # more arguments for `build_backbone`
                )->nn.Module:
     "Build a re-id model (`ReIDModel` or `MGN`) from explicit arguments; they are kept in `model.build_args`."
-    args = {k: v for k, v in locals().items() if k not in ('pretrained', 'backbone_kw')} | backbone_kw
+    args = _plain({k: v for k, v in locals().items() if k not in ('pretrained', 'backbone_kw')} | backbone_kw)
     if meta_arch not in ('baseline', 'mgn'): raise InputValueError(f"meta_arch={meta_arch!r}: expected 'baseline' or 'mgn'")
+    if resnest_dilation and not arch.startswith(('resnest', 'timm:resnest')):
+        raise InputValueError(f"resnest_dilation=True is FastReID's ResNeSt layout; {arch!r} is not a ResNeSt")
     backbone = build_backbone(arch, pretrained=pretrained, last_stride=last_stride, with_ibn=with_ibn, with_nl=with_nl, **backbone_kw)
     def make_head(c): return EmbeddingHead(c, num_classes, embedding_dim=embedding_dim, neck=neck, neck_feat=neck_feat,
                                            cls_type=cls_type, scale=scale, margin=margin)
@@ -215,11 +228,11 @@ def model_meta(model:nn.Module, # a model from `build_model` (or `load_reid_mode
     "What a checkpoint records about `model`: arch, build arguments, class count, normalisation, input sizes, recipe."
     known = getattr(model, 'reid_meta', {})
     size = _hw(size) or known.get('size')
-    d = dict(size=size, size_test=_hw(size_test) or known.get('size_test') or size, recipe=recipe or known.get('recipe'))
+    d = dict(size=size, size_test=_hw(size_test) or known.get('size_test') or size, recipe=_plain(recipe or known.get('recipe'), 'recipe'))
     build = getattr(model, 'build_args', None)
-    if build is not None:
-        d.update(arch=build['arch'], build=dict(build), num_classes=build['num_classes'],
-                 pixel_mean=list(build['pixel_mean']), pixel_std=list(build['pixel_std']))
+    if build is not None: d.update(arch=build['arch'], build=dict(build), num_classes=build['num_classes'])
+    if hasattr(model, 'pixel_mean'):  # the buffers: what the weights were trained with (an import may differ from the config)
+        d.update(pixel_mean=model.pixel_mean.flatten().tolist(), pixel_std=model.pixel_std.flatten().tolist())
     return d
 
 def save_reid_model(path:str|Path, # file to write (atomically)
@@ -232,7 +245,7 @@ def save_reid_model(path:str|Path, # file to write (atomically)
     if getattr(model, 'build_args', None) is None:
         raise InputValueError(f"{type(model).__name__} was not made by build_model, so a checkpoint cannot say how to rebuild it; "
                               "save model.state_dict() instead and load it into a model you build yourself (reid_nb.backbones.load_weights)")
-    return save_checkpoint(path, {'model': model.state_dict(), **model_meta(model, size, size_test, recipe), **extra})
+    return save_checkpoint(path, {'model': model.state_dict(), **model_meta(model, size, size_test, recipe), **_plain(extra, 'entry')})
 
 def load_reid_model(path:str|Path, # a reid_nb checkpoint (best.pth, last.pth, ...), or a FastReID / torchreid one
                     config=None, # FastReID checkpoints: their YAML config (default: the config.yaml beside the file)
@@ -240,16 +253,20 @@ def load_reid_model(path:str|Path, # a reid_nb checkpoint (best.pth, last.pth, .
                     strict:bool=True, # raise unless every tensor fits
                    )->nn.Module:
     "Rebuild the model of a checkpoint and load its weights; returned in eval mode, with `model.reid_meta`."
-    ck = load_checkpoint(path)
+    from reid_nb.backbones import read_state_dict
+    ck = read_state_dict(path) if Path(path).suffix == '.safetensors' else load_checkpoint(path)  # safetensors hold no description
     if 'reid_nb_version' not in ck:
         from reid_nb.fastreid import load_foreign_checkpoint
-        return load_foreign_checkpoint(path, config=config, arch=arch, strict=strict)
+        return load_foreign_checkpoint(path, config=config, arch=arch, strict=strict, state=ck)
+    if config is not None or arch is not None:
+        warnings.warn(f"{path} describes its own model: config= / arch= are not needed and not used")
     if not isinstance(ck.get('build'), dict) or 'model' not in ck:
         raise InputValueError(f"checkpoint {path} (reid_nb {ck['reid_nb_version']}) does not record how its model was built "
                               f"(it has {sorted(ck)[:8]}): it was not written by save_reid_model or a reid_nb learner; build the model "
                               "yourself and load its weights with reid_nb.backbones.load_weights(model, path)")
     try: model = build_model(**{**ck['build'], 'pretrained': False})
     except TypeError as e:
+        if 'unexpected keyword argument' not in str(e): raise
         raise InputValueError(f"checkpoint {path}: its build arguments do not fit this version's build_model ({e}); "
                               f"it was written by reid_nb {ck['reid_nb_version']}") from None
     model.load_report = load_weights(model, ck['model'], strict=strict, source=str(path))

@@ -427,15 +427,18 @@ def verify_images(df:pd.DataFrame, # a re-id frame (or anything with a `path` co
     known = {}
     if cache is not None and Path(cache).is_file():
         try: known = json.loads(Path(cache).read_text())
-        except ValueError: known = {}  # a damaged cache is rebuilt
+        except (ValueError, OSError): known = {}  # a damaged or unreadable cache is rebuilt
+        if not isinstance(known, dict): known = {}
     stamps = {p: _stamp(p) for p in set(paths)}
     todo = sorted(p for p in stamps if stamps[p] is None or known.get(p) != stamps[p])
     with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as ex: errors = dict(zip(todo, ex.map(_decode_error, todo)))
     bad = [(str(p0), errors[p]) for p0, p in zip(df['path'], paths) if errors.get(p)]
     if cache is not None:
         known.update({p: stamps[p] for p in todo if errors[p] is None})
-        cache = Path(cache); cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + f'.{os.getpid()}.tmp'); tmp.write_text(json.dumps(known)); os.replace(tmp, cache)
+        try:
+            cache = Path(cache); cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(cache.name + f'.{os.getpid()}.tmp'); tmp.write_text(json.dumps(known)); os.replace(tmp, cache)
+        except OSError as e: warnings.warn(f"the image-check cache {cache} cannot be written ({e}): images will be checked again next time")
     if bad and raise_errors:
         raise InputFileError(f"{len(bad)} unreadable image(s): " + '; '.join(f"{p} ({r})" for p, r in bad[:10]) + (' ...' if len(bad) > 10 else ''))
     return bad

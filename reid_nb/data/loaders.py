@@ -245,7 +245,9 @@ def reid_dataloaders(df:pd.DataFrame, # a re-id frame: path, pid, camid, split (
     test_tfms = build_transforms(size_test, is_train=False, **{k: v for k, v in tfm_opts.items() if k in _TEST_KEYS})
     train_ds = ReIDDataset(train_df, train_tfms, pid2label)
     if pin_memory is None: pin_memory = torch.cuda.is_available()
-    common = dict(num_workers=num_workers, pin_memory=pin_memory, persistent_workers=num_workers > 0)
+    # workers are started anew each epoch, seeded from the loader's generator: a resumed run (which restores the
+    # generator) gets the same augmentations as the uninterrupted one; persistent workers would keep a seed drawn once
+    common = dict(num_workers=num_workers, pin_memory=pin_memory)
     if not has_train: train = ReIDLoader(train_ds, batch_size=1)  # evaluation only: nothing to train on
     else:
         if isinstance(sampler, Sampler): smp = sampler
@@ -260,5 +262,5 @@ def reid_dataloaders(df:pd.DataFrame, # a re-id frame: path, pid, camid, split (
     query, gallery = (ReIDLoader(ReIDDataset(d, test_tfms), batch_size=test_bs, shuffle=False, **common)
                       for d in (query_df, gallery_df))
     settings = dict(size=size, size_test=size_test, bs=bs, num_instances=num_instances, test_bs=test_bs,
-                    sampler=sampler if isinstance(sampler, str) else type(sampler).__name__, **{**_tfm_defaults(), **tfm_opts})
+                    sampler=sampler if isinstance(sampler, str) else None, **{**_tfm_defaults(), **tfm_opts})  # a Sampler object: not a setting
     return ReIDDataLoaders(train, query, gallery, pid2label, device=device, fastai_valid=fastai_valid, settings=settings)
