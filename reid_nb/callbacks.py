@@ -16,6 +16,8 @@ from fastai.callback.core import Callback, CancelStepException, CancelValidExcep
 from fastai.callback.progress import CSVLogger
 from fastai.learner import Learner, Metric
 from .core import save_checkpoint, get_rng_states, set_rng_states, InputError, InputValueError
+from .evaluate import reid_eval, NonFiniteFeatures
+from .models import model_meta
 
 # %% auto #0
 __all__ = ['warmup_factor', 'LRSchedule', 'WarmupCallback', 'CosineAfterDelay', 'MultiStepLR', 'FreezeBackbone', 'ClipGradients',
@@ -272,13 +274,11 @@ class ReIDEvalCallback(Callback):
     def _due(self): return (self.epoch + 1) % self.every == 0 or self.epoch + 1 >= self.n_epoch
     def after_train(self):
         if not self._due(): return
-        from reid_nb.evaluate import NonFiniteFeatures
         try: self.result = self.evaluate()
         except NonFiniteFeatures as e: _diverged(self.learn, f"the model gives non-finite features after epoch {self.epoch} ({e})")  # a model in training: diverged
         self.scores = _result_metrics(self.result)
     def evaluate(self):
         "Run the evaluation now (model in eval mode, then back)."
-        from reid_nb.evaluate import reid_eval
         m = self.learn.model; was = m.training; m.eval()
         try:
             with torch.no_grad():
@@ -357,7 +357,6 @@ def _set_loader_state(dl, d:dict):
 
 def _model_meta(learn)->dict:
     "What rebuilds `learn.model` (see `reid_nb.models.model_meta`), with the loaders' sizes and the learner's recipe."
-    from reid_nb.models import model_meta
     s = getattr(learn.dls, 'settings', None) or {}
     return model_meta(learn.model, s.get('size'), s.get('size_test'), getattr(learn, 'recipe', None))
 

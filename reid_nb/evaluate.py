@@ -16,8 +16,8 @@ from torch import Tensor
 from fastcore.meta import delegates
 from fastprogress.fastprogress import progress_bar
 from .core import InputValueError, InputTypeError, interactive
-from .metrics import (RankResult, RocResult, collect, RankCollector, CUHK03Collector, TopKCollector, RocCollector,
-                             HistCollector, iter_distance, _row_blocks, _check_metric, _check_protocol)
+from .metrics import (FPRS, RankResult, RocResult, collect, rank_collectors, RocCollector, HistCollector, iter_distance,
+                             _row_blocks, _check_metric, _check_protocol)
 from .rerank import query_expansion, rerank_features
 from . import visualize
 
@@ -114,8 +114,6 @@ def extract_features(model:nn.Module, # image batch B×3×H×W in [0, 1] -> B×D
     return Features(torch.cat(feats), torch.cat(pids), torch.cat(camids), paths)
 
 # %% ../nbs/33_evaluate.ipynb #80e71b2c
-_FPRS = (1e-4, 1e-3, 1e-2)
-
 def _part(part:str, name:str)->property:
     "A read-only property that reads `self.<part>.<name>`."
     return property(lambda self: getattr(getattr(self, part), name), doc=f"`{part}.{name}`")
@@ -198,7 +196,7 @@ def evaluate(q:Features, # query features
              max_rank:int=50, # length of the CMC
              protocol:str='market', # 'market', 'cuhk03' or 'vehicleid' (see `reid_nb.metrics`)
              topk:int=10, # ranked gallery items kept per query for rank lists
-             fprs=_FPRS, # report the TPR at these FPRs
+             fprs=FPRS, # report the TPR at these FPRs
              roc_max_fpr:float|None=None, # ROC kept exactly up to this FPR; default: 1 for ≤ 2**24 pairs, else 1e-2
              chunk_size:int|None=None, # queries per block
              bins:int=100, # distance histogram bins
@@ -218,9 +216,8 @@ def evaluate(q:Features, # query features
     else:
         blocks, lo = iter_distance(qf, gf, metric, chunk_size), 0.
         hi = 2. if metric == 'cosine' else float(qf.float().norm(dim=1).max() + gf.float().norm(dim=1).max())   # triangle inequality
-    rank, roc, hist = RankCollector(max_rank), RocCollector(roc_max_fpr), HistCollector(lo, hi if hi > lo else lo + 1., bins)
-    draws = CUHK03Collector(max_rank) if protocol == 'cuhk03' else None
-    top = TopKCollector(topk) if topk else None
+    rank, draws, top = rank_collectors(max_rank, protocol, topk)
+    roc, hist = RocCollector(roc_max_fpr), HistCollector(lo, hi if hi > lo else lo + 1., bins)
     collect(blocks, q.pids, g.pids, q.camids, g.camids, [rank, draws, top, roc, hist], protocol=protocol, device=dev)
     res = ReIDResult(rank=rank.result(draws, top), roc=roc.result(fprs), hist=hist.result(), q_pids=q.pids, g_pids=g.pids,
                      q_camids=q.camids, g_camids=g.camids, q_paths=q.paths, g_paths=g.paths, metric=metric, protocol=protocol)

@@ -20,6 +20,7 @@ from .core import load_checkpoint, interactive, InputError, InputKeyError, Input
 from .callbacks import (WarmupCallback, CosineAfterDelay, MultiStepLR, FreezeBackbone, ClipGradients, mixed_precision,
                                LossTerms, ReIDEvalCallback, CheckpointCallback, TargetsToModel, PlainLog, _Resume, _model_meta)
 from .losses import ReIDLoss
+from .data.loaders import reid_dataloaders, _tfm_defaults
 from .models import build_model, save_reid_model
 from .backbones import pretrained_hint, load_weights
 from .evaluate import TEST_DEFAULTS
@@ -294,7 +295,6 @@ def recipe_dataloaders(df, # a re-id frame (path, pid, camid, split)
                        **overrides, # recipe data overrides (size, bs, num_instances, ...) and other `reid_dataloaders` arguments (seed, device, ...)
                       ):
     "`reid_dataloaders` with a recipe's input sizes, P×K batch and augmentations; the loaders keep the recipe (`dls.recipe`)."
-    from reid_nb.data.loaders import reid_dataloaders, _tfm_defaults
     base = get_recipe(recipe)
     loader_only = set(inspect.signature(reid_dataloaders).parameters) - set(_tfm_defaults()) - set(base['data'])  # seed, device, rank, ...
     data = {k: v for k, v in overrides.items() if k in _tfm_defaults()}        # transform options are data, recipe or not

@@ -16,8 +16,9 @@ from torch import Tensor
 from .core import InputValueError
 
 # %% auto #0
-__all__ = ['PROTOCOLS', 'iter_distance', 'compute_distance', 'RankResult', 'RocResult', 'QueryBlock', 'collect', 'RankCollector',
-           'CUHK03Collector', 'TopKCollector', 'RocCollector', 'HistCollector', 'evaluate_rank', 'evaluate_roc']
+__all__ = ['PROTOCOLS', 'FPRS', 'iter_distance', 'compute_distance', 'RankResult', 'RocResult', 'QueryBlock', 'collect',
+           'RankCollector', 'CUHK03Collector', 'TopKCollector', 'RocCollector', 'HistCollector', 'rank_collectors',
+           'evaluate_rank', 'evaluate_roc']
 
 # %% ../nbs/30_metrics.ipynb #0da8fbf1
 _METRICS = ('cosine', 'euclidean')
@@ -95,6 +96,7 @@ def _row_keys(r:Tensor, v:Tensor, c:Tensor, G:int)->Tensor:
 
 # %% ../nbs/30_metrics.ipynb #0e707cf3
 PROTOCOLS = ('market', 'cuhk03', 'vehicleid')
+FPRS = (1e-4, 1e-3, 1e-2)  # the false-positive rates at which the TPR is reported
 
 @dataclass
 class RankResult:
@@ -390,7 +392,7 @@ class RocCollector:
             buf = buf[buf <= self._tau]
             self._neg, self._neg_n = [buf], len(buf)
 
-    def result(self, fprs=(1e-4, 1e-3, 1e-2), # report the TPR at these false-positive rates
+    def result(self, fprs=FPRS, # report the TPR at these false-positive rates
               )->RocResult:
         "The ROC of the kept pairs (exact up to `max_fpr`) and the TPR at each of `fprs`."
         pos = _cat(self._pos).double().sort().values
@@ -437,6 +439,15 @@ class HistCollector:
         return torch.linspace(self.lo, self.hi, self.bins + 1), self.same.clone(), self.diff.clone()
 
 # %% ../nbs/30_metrics.ipynb #477685ca
+def rank_collectors(max_rank:int=50, # length of the CMC
+                    protocol:str='market', # 'cuhk03' adds its single-gallery-shot draws
+                    topk:int=0, # > 0 adds the top-k lists
+                    num_repeats:int=10, seed:int=0, # cuhk03 draws
+                   )->tuple:
+    "The collectors of a ranking — `(rank, cuhk03 draws or None, top-k or None)` — for `collect`; `rank.result(draws, top)` joins them."
+    return (RankCollector(max_rank), CUHK03Collector(max_rank, num_repeats, seed) if protocol == 'cuhk03' else None,
+            TopKCollector(topk) if topk else None)
+
 def _row_blocks(distmat, q_pids, g_pids, chunk_size:int|None=None):
     "Blocks of `chunk_size` rows of a full matrix, after checking its shape against the identities."
     nq, ng = len(q_pids), len(g_pids)
@@ -456,16 +467,14 @@ def evaluate_rank(distmat, # (q, g) distances, numpy or torch
                   seed:int=0, # cuhk03 seed
                  )->RankResult:
     "CMC, mAP, mINP, per-query AP/INP and the number of valid queries, as FastReID's `evaluate_rank` defines them."
-    rank = RankCollector(max_rank)
-    draws = CUHK03Collector(max_rank, num_repeats, seed) if protocol == 'cuhk03' else None
-    top = TopKCollector(topk) if topk else None
+    rank, draws, top = rank_collectors(max_rank, protocol, topk, num_repeats, seed)
     collect(_row_blocks(distmat, q_pids, g_pids, chunk_size), q_pids, g_pids, q_camids, g_camids, [rank, draws, top], protocol)
     return rank.result(draws, top)
 
 def evaluate_roc(distmat, # (q, g) distances, numpy or torch
                  q_pids, g_pids, # identities of the queries / gallery items
                  q_camids, g_camids, # cameras of the queries / gallery items
-                 fprs=(1e-4, 1e-3, 1e-2), # report the TPR at these false-positive rates
+                 fprs=FPRS, # report the TPR at these false-positive rates
                  max_fpr:float=1., # keep the curve only up to this FPR (bounds memory); 1 = the whole curve
                  protocol:str='market', # 'vehicleid' removes nothing; otherwise same-pid-same-camera pairs are removed
                  chunk_size:int|None=None, # query rows per block

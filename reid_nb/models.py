@@ -14,7 +14,7 @@ from torch import nn, Tensor
 from .core import save_checkpoint, load_checkpoint, InputValueError
 from .layers import get_pooling
 from .heads import EmbeddingHead, ReIDOutput
-from .backbones import build_backbone, load_weights
+from .backbones import build_backbone, load_weights, read_state_dict
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'MGN_HEADS', 'ReIDModel', 'MGN', 'fastreid_resnest_dilation', 'build_model',
@@ -253,7 +253,6 @@ def load_reid_model(path:str|Path, # a reid_nb checkpoint (best.pth, last.pth, .
                     strict:bool=True, # raise unless every tensor fits
                    )->nn.Module:
     "Rebuild the model of a checkpoint and load its weights; returned in eval mode, with `model.reid_meta`."
-    from reid_nb.backbones import read_state_dict
     ck = read_state_dict(path) if Path(path).suffix == '.safetensors' else load_checkpoint(path)  # safetensors hold no description
     if 'reid_nb_version' not in ck:
         from reid_nb.fastreid import load_foreign_checkpoint

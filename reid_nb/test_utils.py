@@ -16,7 +16,7 @@ from fastai.optimizer import OptimWrapper
 from .core import seed_everything
 
 # %% auto #0
-__all__ = ['TinyNet', 'TermsLoss', 'tiny_learner', 'tiny_reid_learner', 'fastreid_module', 'fake_eval']
+__all__ = ['TinyNet', 'TermsLoss', 'tiny_learner', 'tiny_reid_learner', 'fastreid_module', 'raised', 'fake_eval']
 
 # %% ../nbs/97_test_utils.ipynb #ce962372
 class TinyNet(nn.Module):
@@ -66,6 +66,11 @@ def fastreid_module(name:str, # e.g. 'fastreid.layers.any_softmax'
         with warnings.catch_warnings():
             warnings.simplefilter('ignore'); return importlib.import_module(name)
     except Exception as e: print(f"FastReID not importable ({type(e).__name__}): cross-check skipped"); return None
+
+def raised(f):
+    "The exception `f()` raises (None if it returns)."
+    try: f()
+    except Exception as e: return e
 
 def fake_eval(model, q, g)->dict:
     "A stand-in for `reid_eval`: 'rank-1' = mean first embedding coordinate + 10 (a percentage), mAP 0.5, mINP 0.25."
