@@ -1,0 +1,126 @@
+"""The documentation site, opened in a real browser: `python tools/build_docs.py` builds it (here, when no build
+exists), a local HTTP server serves it, headless Chromium loads the home page and two chapters and checks what a
+reader would see: the title, the navigation, the API signatures, a plot, maths typeset, no raw `#|` directives.
+Screenshots are kept next to the build (`_build/docs/screenshots/*.png`, not in git).
+
+Needs Debian's `chromium` + `chromium-driver` and the `selenium` package; skipped without them, unless
+REID_NB_REQUIRE_BROWSER=1 (set by .ci/run, which installs them), where their absence fails.
+REID_NB_DOCS=<folder> tests an existing build instead of the default `_build/docs`."""
+import functools, http.server, json, os, re, shutil, subprocess, sys, threading
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = Path(os.environ.get('REID_NB_DOCS', ROOT/'_build'/'docs'))
+HTML = DOCS/'html'
+CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
+DRIVER = shutil.which('chromedriver')
+REQUIRE = os.environ.get('REID_NB_REQUIRE_BROWSER') == '1'
+# Two chapters that stand for the rest: one with plots in its saved outputs, one with the paper's formulas.
+PLOT_PAGE, MATH_PAGE = 'data.transforms', 'rerank'
+
+def _missing():
+    try: import selenium  # noqa: F401
+    except ImportError: return 'the selenium package is not installed'
+    if not (CHROMIUM and DRIVER): return 'chromium / chromedriver not found (Debian: apt-get install chromium chromium-driver)'
+
+@pytest.fixture(scope='module')
+def site():
+    why = _missing()
+    if why:
+        if REQUIRE: pytest.fail(why)
+        pytest.skip(why)
+    if not (HTML/'index.html').exists():
+        r = subprocess.run([sys.executable, str(ROOT/'tools'/'build_docs.py'), '--out', str(DOCS)], cwd=ROOT)
+        assert r.returncode == 0, 'the docs build failed'
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *a): pass
+    handler = functools.partial(Quiet, directory=str(HTML))
+    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f'http://127.0.0.1:{srv.server_address[1]}'
+    srv.shutdown()
+
+@pytest.fixture(scope='module')
+def browser(site, tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ('--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+              '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', '--window-size=1280,1600',
+              f'--user-data-dir={tmp_path_factory.mktemp("chromium")}'):
+        opts.add_argument(a)
+    d = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    d.set_page_load_timeout(60)
+    yield d
+    d.quit()
+
+def _mathjax_local()->bool:
+    b = DOCS/'build.json'
+    return b.exists() and json.loads(b.read_text()).get('mathjax') == 'local'
+
+def _open(browser, url:str, shot:str):
+    "Load a page, wait for MathJax when the page has maths, save a screenshot of the whole page."
+    from selenium.webdriver.support.ui import WebDriverWait
+    browser.get(url)
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script('return document.readyState') == 'complete')
+    if browser.execute_script('return document.querySelectorAll(".math").length') and _mathjax_local():
+        WebDriverWait(browser, 60).until(lambda d: d.execute_script(
+            'return window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0 && MathJax.Hub.queue.running === 0 '
+            '&& document.querySelectorAll(".MathJax_Processing").length === 0 && document.querySelectorAll(".MJX_Assistive_MathML, .mjx-chtml").length > 0'))
+    out = DOCS/'screenshots'; out.mkdir(exist_ok=True)
+    h = browser.execute_script('return Math.min(document.body.scrollHeight, 12000)')
+    browser.set_window_size(1280, max(h, 800))
+    browser.save_screenshot(str(out/f'{shot}.png'))
+    browser.set_window_size(1280, 1600)
+
+_PROSE_JS = """const a = document.querySelector('article, main, .bd-article') || document.body;
+const c = a.cloneNode(true); c.querySelectorAll('pre, code, script, style, .MathJax_Preview, .MJX_Assistive_MathML').forEach(e => e.remove());
+return c.innerText;"""
+
+def _common_checks(browser, page:str):
+    title = browser.title
+    assert 'reid_nb' in title, (page, title)
+    n_nav = browser.execute_script("return document.querySelectorAll('nav.bd-docs-nav a.reference.internal, #bd-docs-nav a.reference.internal').length")
+    n_nbs = len([p for p in (ROOT/'nbs').glob('*.ipynb') if not p.name.startswith(('_', '.'))])
+    assert n_nav >= n_nbs - 1, f"{page}: navigation has {n_nav} links for {n_nbs} notebooks"
+    text = browser.execute_script('return document.body.innerText')
+    assert '#|' not in text, f"{page}: a raw `#|` directive is shown"
+    assert 'show_doc(' not in text, f"{page}: a show_doc call is shown instead of its output"
+    return text
+
+def test_home_page(site, browser):
+    _open(browser, f'{site}/index.html', 'index')
+    text = _common_checks(browser, 'index')
+    assert 'A literate toolbox for re-identification' in text
+    assert browser.find_elements('css selector', 'article h1')[0].text.strip().startswith('reid_nb')
+    # the home page's saved outputs are shown (the quick start's results table)
+    assert browser.execute_script("return document.querySelectorAll('.cell_output').length") > 0
+
+def test_chapter_with_plots_and_signatures(site, browser):
+    _open(browser, f'{site}/{PLOT_PAGE}.html', PLOT_PAGE)
+    _common_checks(browser, PLOT_PAGE)
+    imgs = browser.execute_script("return Array.from(document.images).filter(i => i.src.includes('_images/')).map(i => [i.src, i.complete, i.naturalWidth])")
+    assert imgs and all(c and w > 0 for _, c, w in imgs), f"plots not loaded: {imgs}"
+    sigs = browser.execute_script("return Array.from(document.querySelectorAll('.cell_output pre')).map(e => e.innerText).filter(t => /^def \\w+\\(|^class \\w+/m.test(t))")
+    assert sigs, 'no API signature (show_doc output) on the page'
+
+def test_chapter_with_maths(site, browser):
+    _open(browser, f'{site}/{MATH_PAGE}.html', MATH_PAGE)
+    _common_checks(browser, MATH_PAGE)
+    assert browser.execute_script("return document.querySelectorAll('.math').length") > 0, 'the chapter has no formulas'
+    prose = browser.execute_script(_PROSE_JS)
+    if _mathjax_local():
+        assert browser.execute_script("return document.querySelectorAll('.mjx-chtml').length") > 0, 'MathJax did not typeset'
+        raw = re.findall(r'\$[^$\s][^$\n]{0,80}\$|\\\(|\\\[', prose)
+        assert not raw, f"untypeset maths: {raw[:5]}"
+    # a signature from show_doc, with its anchor, as nbdev's API links expect
+    assert browser.execute_script("return document.querySelectorAll('.cell_output span[id]').length") > 0
+
+def test_search(site, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+    browser.get(f'{site}/search.html?q=rerank')
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.querySelectorAll('ul.search li').length") > 0)
+    links = browser.execute_script("return Array.from(document.querySelectorAll('ul.search li a')).map(a => a.getAttribute('href'))")
+    assert any(l.startswith(f'{MATH_PAGE}.html') for l in links), links
