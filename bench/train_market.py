@@ -15,9 +15,35 @@ Measured (2-core shared machine, 1 torch thread, MobileNetV2 with its shipped Im
      96x48, 5 ep: untrained rank-1 10.5 / mAP 4.3 / mINP 0.7 -> trained 48.4 / 32.8 / 11.1 (14.2 min)
 
 Root: --root, else $REID_NB_MARKET, else ../shared/data/market1501_train (skips cleanly when absent).
+Results: <out>/results.json, and bench/results/train_market_<arch>.json (--results DIR, '' for none) with the
+command, date, hardware and commit that produced them; the model-zoo page (nbs/90_zoo.ipynb) reads that folder.
 """
-import argparse, json, os, sys, time, warnings
+import argparse, datetime, json, os, platform, shlex, subprocess, sys, time, warnings
 from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+def hardware(threads:int)->str:
+    "The CPU (or GPU) that ran the benchmark, in words."
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try: cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+    except (OSError, StopIteration): pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ''
+    return f"{cpu} ({os.cpu_count()} cores visible), {threads} torch thread{'s' if threads > 1 else ''}{gpu}; torch {torch.__version__}"
+
+def commit()->str:
+    "The git commit of the code that ran (with '+dirty' when the tree had changes)."
+    try:
+        c = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=HERE, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=HERE, capture_output=True, text=True).stdout.strip()
+        return c + ('+dirty' if dirty else '')
+    except (OSError, subprocess.CalledProcessError): return 'unknown'
+
+def save_json(obj, path:Path):
+    "Write atomically."
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix('.tmp'); tmp.write_text(json.dumps(obj, indent=1)); os.replace(tmp, path)
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -36,6 +62,7 @@ def main(argv=None):
     p.add_argument('--limit-ids', type=int, default=0, help='use only the first N identities (smoke tests)')
     p.add_argument('--flip', action='store_true', help='flip TTA at evaluation (doubles its cost)')
     p.add_argument('--out', default='/tmp/train_market')
+    p.add_argument('--results', default=str(HERE/'results'), help="folder for train_market_<arch>.json ('' for none)")
     a = p.parse_args(argv)
 
     import torch
@@ -82,10 +109,23 @@ def main(argv=None):
     for name, r, t in rows: print(f"| {name} | {r.cmc[0]*100:.1f} | {r.mAP*100:.1f} | {r.mINP*100:.1f} | {t/60:.1f} min |")
     ratio = float(res.cmc[0] / max(r0.cmc[0], 1e-9))
     print(f"rank-1 ratio trained / untrained: {ratio:.2f} ({'PASS' if ratio >= 2 else 'FAIL'}: needs >= 2)")
-    json.dump({'arch': a.arch, 'size': a.size, 'epochs': a.epochs, 'recipe': a.recipe, 'base_lr': a.base_lr,
-               'untrained': {'rank1': float(r0.cmc[0]), 'mAP': r0.mAP, 'mINP': r0.mINP},
-               'trained': {'rank1': float(res.cmc[0]), 'mAP': res.mAP, 'mINP': res.mINP},
-               'train_minutes': t_train / 60, 'ratio': ratio}, open(out/'results.json', 'w'), indent=1)
+    tr_df = df[df.split == 'train']
+    res_json = {
+        'bench': 'train_market', 'command': shlex.join(['python', 'bench/train_market.py', *(sys.argv[1:] if argv is None else argv)]),
+        'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'), 'hardware': hardware(a.threads), 'commit': commit(),
+        'dataset': 'Market1501',
+        'data': (f"Market-1501 proxy split: the {tr_df.pid.nunique()} train identities ({len(tr_df)} images) and {a.n_test_ids} test identities "
+                 f"({n['query']} query / {n['gallery']} gallery images, make_query_gallery seed {a.seed}) are all drawn from bounding_box_train; "
+                 "not the official query/gallery"),
+        'arch': a.arch, 'pretrained': f'ImageNet (shipped_weights({a.arch!r}))', 'recipe': a.recipe, 'size': a.size, 'epochs': a.epochs,
+        'base_lr': a.base_lr, 'flip': a.flip,
+        'rows': [{'model': name, 'epochs': 0 if r is r0 else a.epochs, 'rank1': float(r.cmc[0]), 'mAP': float(r.mAP), 'mINP': float(r.mINP),
+                  'minutes': t / 60} for name, r, t in rows],
+        'untrained': {'rank1': float(r0.cmc[0]), 'mAP': float(r0.mAP), 'mINP': float(r0.mINP)},
+        'trained': {'rank1': float(res.cmc[0]), 'mAP': float(res.mAP), 'mINP': float(res.mINP)},
+        'train_minutes': t_train / 60, 'ratio': ratio}
+    save_json(res_json, out/'results.json')
+    if a.results: save_json(res_json, Path(a.results)/f'train_market_{a.arch}.json'); print(f"results: {Path(a.results)/f'train_market_{a.arch}.json'}")
     return 0 if ratio >= 2 else 1
 
 if __name__ == '__main__': sys.exit(main())
