@@ -11,7 +11,8 @@ The table compares it with the same backbone's untrained (ImageNet-only) feature
     python bench/train_market.py --root /path/to/market1501_train --arch efficientnet_lite0
 
 Measured (2-core shared machine, 1 torch thread, MobileNetV2 with its shipped ImageNet weights):
-    128x64, 6 ep: untrained rank-1 12.1 / mAP 4.4 / mINP 0.8 -> trained 63.2 / 48.1 / 20.8 (21.9 min)
+    128x64, 6 ep: untrained rank-1 12.1 / mAP 4.4 / mINP 0.8 -> trained 65.1 / 48.6 / 21.4 (21.7 min; commit 154f4a7,
+                  bench/results/train_market_mobilenetv2_100.json)
      96x48, 5 ep: untrained rank-1 10.5 / mAP 4.3 / mINP 0.7 -> trained 48.4 / 32.8 / 11.1 (14.2 min)
 
 Root: --root, else $REID_NB_MARKET, else ../shared/data/market1501_train (skips cleanly when absent).

@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = Path(os.environ.get('REID_NB_DOCS', ROOT/'_build'/'docs'))
 HTML = DOCS/'html'
-CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
+CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser') or shutil.which('google-chrome')
 DRIVER = shutil.which('chromedriver')
 REQUIRE = os.environ.get('REID_NB_REQUIRE_BROWSER') == '1'
 # Two chapters that stand for the rest: one with plots in its saved outputs, one with the paper's formulas.
@@ -86,7 +86,7 @@ def _common_checks(browser, page:str):
     n_nbs = len([p for p in (ROOT/'nbs').glob('*.ipynb') if not p.name.startswith(('_', '.'))])
     assert n_nav >= n_nbs - 1, f"{page}: navigation has {n_nav} links for {n_nbs} notebooks"
     text = browser.execute_script('return document.body.innerText')
-    assert '#|' not in text, f"{page}: a raw `#|` directive is shown"
+    assert not re.search(r'(?m)^\s*#\|', text), f"{page}: a raw `#|` directive is shown"
     assert 'show_doc(' not in text, f"{page}: a show_doc call is shown instead of its output"
     return text
 
@@ -124,3 +124,18 @@ def test_search(site, browser):
     WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.querySelectorAll('ul.search li').length") > 0)
     links = browser.execute_script("return Array.from(document.querySelectorAll('ul.search li a')).map(a => a.getAttribute('href'))")
     assert any(l.startswith(f'{MATH_PAGE}.html') for l in links), links
+
+def test_zoo_page(site, browser):
+    "The model zoo's markdown outputs render as tables: one per dataset folder of configs/, plus the paper's Table 1."
+    _open(browser, f'{site}/zoo.html', 'zoo')
+    _common_checks(browser, 'zoo')
+    n_tables = browser.execute_script("return document.querySelectorAll('.cell_output table').length")
+    n_datasets = len([p for p in (ROOT/'configs').iterdir() if p.is_dir()])
+    assert n_tables >= n_datasets + 1, (n_tables, n_datasets)
+    assert '|:--' not in browser.execute_script(_PROSE_JS), 'a markdown table was shown as text'
+
+def test_ci_builds_the_docs():
+    "The build command is in README.md and .ci/run runs it before the tests."
+    ci, readme = (ROOT/'.ci'/'run').read_text(), (ROOT/'README.md').read_text()
+    assert "DOCS_CMD='python tools/build_docs.py'" in ci and 'python tools/build_docs.py' in readme
+    assert ci.index('eval "$DOCS_CMD"') < ci.index('eval "$TEST_CMD"')

@@ -11,7 +11,8 @@
    pages show the outputs saved in the notebooks.
 2. What Quarto would read is turned into what Jupyter Book reads: the title/description front matter becomes
    the page's heading, Quarto's cell options become myst-nb cell tags (`echo: false` -> remove-input,
-   `output: false` -> remove-output, `include: false` -> remove-cell), every `#|` line is removed, links to
+   `output: false` -> remove-output, `include: false` -> remove-cell, `code-fold: true` -> hide-input (folded),
+   `column: page` -> full-width), every `#|` line is removed, links to
    the published site become links within this one. Pages are named like nbdev's (`00_core` -> `core.html`).
 3. Jupyter Book 1 (Sphinx + myst-nb, no execution) renders `_build/docs/html`; its table of contents is the
    nbs/ listing in order, so a new notebook appears without editing anything here. Maths uses Debian's MathJax
@@ -70,7 +71,8 @@ def _process_one(src:Path, dst:Path)->int:
     return 0
 
 # ------------------------------------------------------------------------------------------------ step 2
-_QUARTO_TAGS = {('echo', 'false'): 'remove-input', ('output', 'false'): 'remove-output', ('include', 'false'): 'remove-cell'}
+_QUARTO_TAGS = {('echo', 'false'): 'remove-input', ('output', 'false'): 'remove-output', ('include', 'false'): 'remove-cell',
+                ('code-fold', 'true'): 'hide-input', ('column', 'page'): 'full-width', ('column', 'screen'): 'full-width'}
 _re_dir = re.compile(r'^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$')
 _re_srclink = re.compile(r'\[source\]\((\S+?)\)\{[^}]*\}')
 _re_sdhead = re.compile(r'^(#{2,4}) (\S+)\s*$', re.M)
@@ -107,12 +109,13 @@ def to_myst(nb:dict, site:str)->dict:
             if not c['source'].strip() and not c.get('outputs'): continue
             if not c['source'].strip(): tags.add('remove-input')
             c.setdefault('metadata', {})['tags'] = sorted(tags)
+            sd = c['source'].lstrip().startswith('show_doc(')
             for o in c.get('outputs', []):
                 md = o.get('data', {}).get('text/markdown')
                 if md is None: continue
                 md = ''.join(md) if isinstance(md, list) else md
-                md = _srclink(md)
-                md = _re_sdhead.sub(lambda m: f'<span id="{slug(m.group(2))}"></span>\n\n{m.group(1)} {m.group(2)}', md)
+                if sd:  # a signature: the anchor nbdev's API links point to, and a plain source link
+                    md = _re_sdhead.sub(lambda m: f'<span id="{slug(m.group(2))}"></span>\n\n{m.group(1)} {m.group(2)}', _srclink(md))
                 o['data']['text/markdown'] = _page_links(md, site)
         cells.append(c)
     head = f"# {fm.get('title', 'Untitled')}\n"
@@ -135,7 +138,7 @@ def write_book(src:Path, pages:list[str], title:str, mathjax:bool, repo:str):
     import yaml
     toc = {'format': 'jb-book', 'root': 'index', 'chapters': [{'file': p} for p in pages if p != 'index']}
     sphinx = {'html_show_copyright': False, 'myst_all_links_external': True, 'suppress_warnings': ['mystnb.unknown_mime_type'],
-              'nb_merge_streams': True, 'myst_dmath_double_inline': True, 'html_css_files': ['reid_nb.css']}
+              'nb_merge_streams': True, 'nb_render_markdown_format': 'myst', 'myst_dmath_double_inline': True, 'html_css_files': ['reid_nb.css']}
     if mathjax: sphinx.update(mathjax_path='mathjax/MathJax.js?config=TeX-AMS_CHTML', mathjax3_config=None,
                               mathjax2_config={'tex2jax': {'inlineMath': [['\\(', '\\)']], 'displayMath': [['\\[', '\\]']],
                                                            'processEscapes': True,
