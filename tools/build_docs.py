@@ -138,7 +138,9 @@ def write_book(src:Path, pages:list[str], title:str, mathjax:bool, repo:str):
     import yaml
     toc = {'format': 'jb-book', 'root': 'index', 'chapters': [{'file': p} for p in pages if p != 'index']}
     sphinx = {'html_show_copyright': False, 'myst_all_links_external': True, 'suppress_warnings': ['mystnb.unknown_mime_type'],
-              'nb_merge_streams': True, 'nb_render_markdown_format': 'myst', 'myst_dmath_double_inline': True, 'html_css_files': ['reid_nb.css']}
+              'nb_merge_streams': True, 'nb_render_markdown_format': 'myst', 'myst_dmath_double_inline': True,
+              'myst_dmath_allow_space': False, 'myst_dmath_allow_digits': False,  # pandoc's (Quarto's) rules for $...$
+              'html_css_files': ['reid_nb.css']}
     if mathjax: sphinx.update(mathjax_path='mathjax/MathJax.js?config=TeX-AMS_CHTML', mathjax3_config=None,
                               mathjax2_config={'tex2jax': {'inlineMath': [['\\(', '\\)']], 'displayMath': [['\\[', '\\]']],
                                                            'processEscapes': True,
