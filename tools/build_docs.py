@@ -194,6 +194,11 @@ def main(argv=None)->int:
     site = f"{cfg.get('doc_host', '').rstrip('/')}{cfg.get('doc_baseurl', '')}" if cfg.get('doc_host') else ''
 
     nbl = notebooks(nbs)
+    if not (nbs/'index.ipynb').exists(): print(f'{nbs} has no index.ipynb (the home page)', file=sys.stderr); return 1
+    for f in nbs.rglob('*'):  # pictures and other files the notebooks link to, as nbdev's Quarto build copies them
+        rel = f.relative_to(nbs)
+        if f.is_file() and f.suffix not in ('.ipynb', '.yml', '.yaml') and not any(o.startswith(('.', '_')) for o in rel.parts):
+            (src/rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, src/rel)
     jobs, names = [], {}
     for nb in nbl:
         names[nb] = nbpath2html(nb).stem   # 00_core.ipynb -> core, like nbdev's Quarto site
