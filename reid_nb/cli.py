@@ -1,4 +1,4 @@
-"""`reid-nb train | eval | demo`: FastReID-style configs and options on the command line; bad input is one line, warnings are shown, logs read well in a file.
+"""`reid-nb train | eval | demo | export | embed | index | search`: FastReID-style configs and options on the command line; bad input is one line, warnings are shown, logs read well in a file.
 
 Docs: https://reid-nb.github.io/reid_nb/cli.html.md"""
 
@@ -11,7 +11,8 @@ from pathlib import Path
 from .core import InputError
 
 # %% auto #0
-__all__ = ['CLIError', 'data_root', 'cache_dir', 'train', 'evaluate_checkpoint', 'demo', 'main']
+__all__ = ['CLIError', 'data_root', 'cache_dir', 'train', 'evaluate_checkpoint', 'demo', 'export_model', 'embed_images',
+           'build_gallery', 'search_gallery', 'main']
 
 # %% ../nbs/50_cli.ipynb #646bc348
 class CLIError(InputError):
@@ -199,9 +200,176 @@ def demo(out:str|Path|None=None, # output folder (default: a new temporary folde
     print(f"rank list: {pic}   ({time.time() - t0:.0f} s)")
     return res, pic
 
+# %% ../nbs/50_cli.ipynb #9c518f4e
+_IMG_EXT = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
+
+def export_model(weights:str, # a reid_nb checkpoint (or a FastReID one with config.yaml beside it)
+                 fmt:str='onnx', # 'onnx', 'onnx-int8' or 'tensorrt'
+                 out:str|None=None, # output file (default: beside the weights: .onnx, .int8.onnx, .engine)
+                 calib:str|None=None, # folder of real crops for int8 calibration
+                 size=None, # (H, W) when the checkpoint does not record its test size
+                 precision:str='fp16', # TensorRT: fp32, fp16, bf16 or int8
+                )->Path:
+    "Export a checkpoint for deployment; returns the file written."
+    from reid_nb.export import export_onnx, quantize_onnx, export_tensorrt
+    weights = Path(weights)
+    if not weights.is_file(): raise CLIError(f"weights file {weights} does not exist")
+    if fmt == 'onnx-int8' or (fmt == 'tensorrt' and precision == 'int8'):
+        if not calib: raise CLIError(f"int8 needs --calib DIR: a folder of real crops (e.g. training images) to calibrate on")
+        if not Path(calib).is_dir(): raise CLIError(f"--calib {calib} is not a folder")
+    t0 = time.time()
+    if fmt == 'onnx': out = export_onnx(weights, out or weights.with_suffix('.onnx'), size=size)
+    elif fmt == 'onnx-int8':
+        out = Path(out or weights.with_suffix('.int8.onnx'))
+        with tempfile.TemporaryDirectory() as td: quantize_onnx(export_onnx(weights, Path(td)/'fp32.onnx', size=size), out, calib)
+    elif fmt == 'tensorrt': out = export_tensorrt(weights, out or weights.with_suffix('.engine'), precision=precision, calib=calib, size=size)
+    else: raise CLIError(f"--format must be onnx, onnx-int8 or tensorrt; got {fmt!r}")
+    print(f"wrote {out} ({Path(out).stat().st_size / 2**20:.1f} MB, {time.time() - t0:.0f} s)", flush=True)
+    return Path(out)
+
+def _image_frame(src:str):
+    "A frame (path, pid, camid) of the images of a folder (recursively) or of a CSV's `path` column."
+    import pandas as pd
+    src = Path(src)
+    if src.is_dir():
+        paths = sorted(p for p in src.rglob('*') if p.suffix.lower() in _IMG_EXT)
+        if not paths: raise CLIError(f"{src} holds no images ({', '.join(_IMG_EXT)})")
+        return pd.DataFrame(dict(path=[str(p) for p in paths], pid=-1, camid=-1))
+    if src.suffix.lower() == '.csv' and src.is_file():
+        df = pd.read_csv(src)
+        if 'path' not in df.columns: raise CLIError(f"{src} has no 'path' column (it has {list(df.columns)})")
+        df['path'] = [str(p if Path(p).is_absolute() else src.parent/p) for p in df.path.astype(str)]
+        for c in ('pid', 'camid'): df[c] = df[c].astype(int) if c in df.columns else -1
+        return df[['path', 'pid', 'camid']]
+    raise CLIError(f"{src} is neither a folder of images nor a .csv file")
+
+def embed_images(src:str, # a folder of images or a CSV with a `path` column
+                 weights:str, # checkpoint, .onnx or TensorRT engine
+                 out:str, # the .npz to write
+                 flip:bool=False, # flip TTA
+                 batch_size:int=64,
+                 size=None, # (H, W) when the weights do not record it
+                )->Path:
+    "Embed the images of `src` into `out` (.npz: feats, paths, pids, camids, meta); returns `out`."
+    import numpy as np
+    from reid_nb.data.datasets import verify_images
+    from reid_nb.embed import Embedder
+    df = _image_frame(src)
+    bad = verify_images(df, cache=cache_dir()/'verified_images.json')
+    if bad:
+        warnings.warn(f"{len(bad)} of {len(df)} images cannot be read and are skipped: " + '; '.join(f"{p} ({r})" for p, r in bad[:5]))
+        df = df[~df.path.map(lambda p: str(Path(p).absolute())).isin({p for p, _ in bad})].reset_index(drop=True)
+        if not len(df): raise CLIError(f"no readable image in {src}")
+    if not Path(weights).is_file(): raise CLIError(f"weights file {weights} does not exist")
+    emb = Embedder(weights, size=size, flip=flip, batch_size=batch_size)
+    t0 = time.time()
+    f = emb(df.path.tolist())
+    meta = dict(weights=str(Path(weights).resolve()), size=list(emb.size), flip=flip, dim=int(f.shape[1]), source=str(src))
+    out = Path(out if str(out).endswith('.npz') else f"{out}.npz")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name[:-4] + '.tmp.npz')
+    np.savez(tmp, feats=f, paths=np.array(df.path.tolist(), dtype=str), pids=df.pid.to_numpy(np.int64), camids=df.camid.to_numpy(np.int64),
+             meta=json.dumps(meta))
+    os.replace(tmp, out)
+    print(f"embedded {len(f)} images -> {out} ({f.shape[1]}-d, {time.time() - t0:.0f} s)", flush=True)
+    return out
+
+def _read_feats(path:str)->dict:
+    import numpy as np
+    path = Path(path)
+    if not path.is_file(): raise CLIError(f"features file {path} does not exist")
+    try: d = dict(np.load(path, allow_pickle=False))
+    except Exception as e: raise CLIError(f"{path} is not a features file written by reid-nb embed ({type(e).__name__})") from None
+    if 'feats' not in d: raise CLIError(f"{path} has no 'feats' array: it was not written by reid-nb embed")
+    d['meta'] = json.loads(str(d['meta'])) if 'meta' in d else {}
+    return d
+
+def build_gallery(feats:str, # a .npz written by `reid-nb embed`
+                  out:str, # the gallery folder to write
+                  index:str='auto', # 'auto', 'flat', 'ivfpq' or 'hnsw'
+                 ):
+    "Index the features of `feats` and save the gallery to `out`; returns the `Gallery`."
+    from reid_nb.gallery import Gallery
+    d = _read_feats(feats)
+    t0 = time.time()
+    g = Gallery(d['feats'].shape[1], index=index, meta=d['meta'])
+    g.add(d['feats'], d.get('pids'), d.get('camids'), d['paths'].tolist() if 'paths' in d else None)
+    g.save(out)
+    print(f"indexed {len(g)} vectors ({g.index_kind}) -> {out} ({time.time() - t0:.0f} s)", flush=True)
+    return g
+
+def search_gallery(images:list, # query image files
+                   gallery:str, # a folder written by `reid-nb index`
+                   k:int=10, # results per query
+                   weights:str|None=None, # embedding model (default: the one the gallery was embedded with)
+                   plot:str|None=None, # save the rank lists to this picture
+                  ):
+    "Embed the query images and print their top-k in the gallery; returns the `SearchResult`."
+    import numpy as np
+    from reid_nb.gallery import Gallery
+    from reid_nb.embed import Embedder
+    g = Gallery.load(gallery)
+    weights = weights or g.meta.get('weights')
+    if not weights: raise CLIError(f"{gallery} does not record its embedding model: pass --weights")
+    if not Path(weights).is_file(): raise CLIError(f"weights file {weights} does not exist")
+    for im in images:
+        if not Path(im).is_file(): raise CLIError(f"query image {im} does not exist")
+    emb = Embedder(weights, size=g.meta.get('size'), flip=g.meta.get('flip', False))
+    r = g.search(emb([str(i) for i in images]), k)
+    for qi, im in enumerate(images):
+        print(f"query {im}")
+        for j in range(r.ids.shape[1]):
+            if r.ids[qi, j] < 0: continue
+            print(f"  {j + 1:>3}  dist {r.dist[qi, j]:.4f}  id {r.pids[qi, j]:>5}  cam {r.camids[qi, j]:>3}  {r.paths[qi][j] if r.paths else r.ids[qi, j]}")
+    if plot:
+        import matplotlib; matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        from reid_nb.visualize import plot_rank_list
+        if r.paths is None: raise CLIError(f"{gallery} keeps no image paths: nothing to plot")
+        kk = r.ids.shape[1]
+        flat = [p for row in r.paths for p in row]
+        idx = np.where(r.ids >= 0, np.arange(len(images) * kk).reshape(len(images), kk), -1)
+        plot_rank_list([str(i) for i in images], flat, idx, [-1] * len(images), r.pids.reshape(-1).tolist(), queries=len(images), topk=kk,
+                       size=tuple(emb.size))
+        plt.savefig(plot, dpi=120, bbox_inches='tight'); plt.close('all')
+        print(f"rank lists: {plot}", flush=True)
+    return r
+
+def _deploy_parsers(sub):
+    "The export / embed / index / search sub-commands."
+    x = sub.add_parser('export', help='export a checkpoint to ONNX, int8 ONNX or a TensorRT engine')
+    x.add_argument('--weights', required=True)
+    x.add_argument('--format', default='onnx', choices=['onnx', 'onnx-int8', 'tensorrt'])
+    x.add_argument('--calib', help='folder of real crops for int8 calibration')
+    x.add_argument('--precision', default='fp16', choices=['fp32', 'fp16', 'bf16', 'int8'], help='TensorRT precision')
+    x.add_argument('--size', type=int, nargs=2, help='H W, when the checkpoint does not record its test size')
+    x.add_argument('-o', '--out')
+    m = sub.add_parser('embed', help='embed a folder of images (or a CSV with a path column) into a .npz')
+    m.add_argument('src')
+    m.add_argument('--weights', required=True, help='checkpoint, .onnx file or TensorRT engine')
+    m.add_argument('-o', '--out', required=True)
+    m.add_argument('--flip', action='store_true', help='flip TTA')
+    m.add_argument('--batch-size', type=int, default=64)
+    m.add_argument('--size', type=int, nargs=2)
+    i = sub.add_parser('index', help='build a searchable gallery from a features .npz')
+    i.add_argument('feats')
+    i.add_argument('-o', '--out', required=True)
+    i.add_argument('--index', default='auto', choices=['auto', 'flat', 'ivfpq', 'hnsw'])
+    s = sub.add_parser('search', help='search query images in a gallery')
+    s.add_argument('images', nargs='+')
+    s.add_argument('--gallery', required=True)
+    s.add_argument('-k', type=int, default=10)
+    s.add_argument('--weights', help="embedding model (default: the gallery's)")
+    s.add_argument('--plot', help='save the rank lists to this picture')
+
+_DEPLOY = dict(export=lambda a: export_model(a.weights, a.format, a.out, a.calib, a.size, a.precision),
+               embed=lambda a: embed_images(a.src, a.weights, a.out, a.flip, a.batch_size, a.size),
+               index=lambda a: build_gallery(a.feats, a.out, a.index),
+               search=lambda a: search_gallery(a.images, a.gallery, a.k, a.weights, a.plot))
+
 # %% ../nbs/50_cli.ipynb #2bc74edd
 def _parser():
-    p = argparse.ArgumentParser(prog='reid-nb', description='reid_nb: train, evaluate and try re-identification models')
+    p = argparse.ArgumentParser(prog='reid-nb', description='reid_nb: train, evaluate, try, export and search re-identification models')
     sub = p.add_subparsers(dest='cmd', required=True)
     t = sub.add_parser('train', help='train with a FastReID-style config')
     t.add_argument('--config-file', required=True)
@@ -224,6 +392,7 @@ def _parser():
     d.add_argument('--arch', default='mobilenetv2_100')
     d.add_argument('--size', type=int, nargs=2, default=[64, 32])
     d.add_argument('--seed', type=int, default=0)
+    _deploy_parsers(sub)
     return p
 
 def _one_line(e:BaseException)->str:
@@ -246,6 +415,7 @@ def main(argv:list|None=None)->int:
             if args.cmd == 'train': train(args.config_file, args.opts, args.root, args.epochs, args.resume, args.overwrite, args.seed)
             elif args.cmd == 'eval': evaluate_checkpoint(args.weights, args.config_file, args.opts, args.root)
             elif args.cmd == 'demo': demo(args.out, args.n_ids, args.epochs, args.arch, tuple(args.size), seed=args.seed)
+            elif args.cmd in _DEPLOY: _DEPLOY[args.cmd](args)
     except InputError as e:
         print(f"reid-nb: error: {_one_line(e)}", file=sys.stderr)
         return 2

@@ -96,7 +96,8 @@ def _as_items(x)->list:
 def _backend(model, device, amp, channels_last):
     "The backend for a module, a checkpoint, an ONNX file or a TensorRT engine."
     if isinstance(model, nn.Module): return TorchBackend(model, device, amp, channels_last)
-    if callable(model) and hasattr(model, 'meta') and not isinstance(model, (str, os.PathLike)): return model  # a backend already (OrtBackend, TrtBackend)
+    if isinstance(model, TorchBackend) or (callable(model) and hasattr(model, 'meta') and not isinstance(model, (str, os.PathLike))):
+        return model  # a backend already (TorchBackend, OrtBackend, TrtBackend)
     if not isinstance(model, (str, os.PathLike)):
         raise InputTypeError(f"Embedder takes a model, a checkpoint path, an .onnx file or a TensorRT engine; got {type(model).__name__}")
     path = Path(model)
