@@ -39,7 +39,7 @@ def plot_rank_list(q_paths, # path of each query image
                    size=(128, 64), # (h, w) of each tile
                    scale:float=0.6, # inches per 100 pixels
                   ):
-    "A grid: one query per row, then its top-k gallery images framed green (same identity) or red."
+    "A grid: one query per row, then its top-k gallery images framed green (same identity), red, or grey (identity unknown, -1)."
     topk_idx = np.asarray(topk_idx)
     qs = list(range(min(queries, len(topk_idx)))) if isinstance(queries, int) else list(queries)
     k = min(topk, topk_idx.shape[1])
@@ -52,8 +52,9 @@ def plot_rank_list(q_paths, # path of each query image
         for i in range(k):
             ax, g = axs[row, i + 1], int(topk_idx[q, i])
             if g >= 0:
+                unknown = q_pids[q] < 0 or g_pids[g] < 0        # an identity not known (-1): a grey frame
                 ok = g_pids[g] == q_pids[q]
-                ax.imshow(_frame(_load_img(g_paths[g], size), (0, 170, 0) if ok else (220, 0, 0)))
+                ax.imshow(_frame(_load_img(g_paths[g], size), (150, 150, 150) if unknown else (0, 170, 0) if ok else (220, 0, 0)))
                 ax.set_title(f"{i+1}: id {g_pids[g]}", fontsize=6)
         for ax in axs[row]: ax.axis('off')
     fig.tight_layout(pad=0.2)

@@ -1,0 +1,155 @@
+#!/usr/bin/env python
+"""Deployment speed and accuracy on CPU: PyTorch eager vs ONNX Runtime fp32 vs ONNX Runtime int8 (static QDQ, per-channel).
+
+1. The model `bench/train_market.py` trained (MobileNetV2, Market-1501 proxy split): ms per image at batch 1 and 16,
+   and the proxy's rank-1 / mAP with each backend (the same decoded crops go through all three).
+2. SBS-R50-ibn (ResNet-50 IBN-a + non-local + GeM-P, FastReID's SBS recipe) at 384x128, untrained: speed only.
+
+int8 is calibrated on real crops of the training split (never the test images). All timings interleave the
+backends in one run and report medians: compare them as ratios.
+
+    python bench/deploy.py --weights /work/market_run/checkpoints/best.pth            # ~15 min, 1 thread
+    python bench/deploy.py --weights W --skip-r50                                        # the trained model only
+
+Writes bench/results/deploy.json ('bench', 'command', 'date', 'hardware', 'rows').
+"""
+import argparse, json, os, platform, sys, tempfile, time, warnings
+from datetime import datetime, timezone
+from pathlib import Path
+import numpy as np
+
+def hardware(threads):
+    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor()) if Path('/proc/cpuinfo').exists() else platform.processor()
+    return f"{cpu}, {threads} thread(s), CPU only"
+
+def time_backend(fn, x, reps:int, warmup:int=2)->float:
+    "Median seconds of fn(x) over reps runs."
+    for _ in range(warmup): fn(x)
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter(); fn(x); ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+def speed(backends:dict, size, reps1:int, reps16:int, rounds:int=3)->dict:
+    "ms/image at batch 1 and 16 per backend; the backends take turns, `rounds` times, medians kept."
+    import torch
+    g = torch.Generator().manual_seed(0)
+    xs = {1: torch.rand(1, 3, *size, generator=g), 16: torch.rand(16, 3, *size, generator=g)}
+    out = {n: {1: [], 16: []} for n in backends}
+    for _ in range(rounds):
+        for b, reps in ((1, reps1), (16, reps16)):
+            for n, fn in backends.items(): out[n][b].append(time_backend(fn, xs[b], reps) / b * 1000)
+    return {n: {b: float(np.median(v)) for b, v in d.items()} for n, d in out.items()}
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--weights', default='/work/market_run/checkpoints/best.pth')
+    p.add_argument('--root', default=os.environ.get('REID_NB_MARKET', str(Path(__file__).resolve().parents[2]/'shared/data/market1501_train')))
+    p.add_argument('--n-test-ids', type=int, default=375)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--calib', type=int, default=512, help='calibration images (training split)')
+    p.add_argument('--method', default='minmax', help="int8 calibration: minmax, percentile or entropy")
+    p.add_argument('--limit-ids', type=int, default=0, help='smoke tests: only the first N identities')
+    p.add_argument('--skip-r50', action='store_true')
+    p.add_argument('--out', default=str(Path(__file__).resolve().parent/'results'/'deploy.json'))
+    a = p.parse_args(argv)
+
+    import torch
+    torch.set_num_threads(a.threads)
+    from reid_nb.data.datasets import market1501, make_query_gallery
+    from reid_nb.data.loaders import load_image
+    from reid_nb.data.transforms import build_transforms
+    from reid_nb.models import load_reid_model, build_model, save_reid_model
+    from reid_nb.export import export_onnx, quantize_onnx, OrtBackend
+    from reid_nb.embed import Embedder, TorchBackend
+    from reid_nb.evaluate import Features, evaluate
+
+    root = Path(a.root)
+    if not (root/'bounding_box_train').is_dir(): print(f"skipped: no Market-1501 crops at {root}"); return 0
+    if not Path(a.weights).is_file(): print(f"skipped: no checkpoint {a.weights} (run bench/train_market.py)"); return 0
+    t_all = time.time()
+    work = Path(tempfile.mkdtemp(prefix='reid_nb_deploy_'))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        df = market1501(root)
+    if a.limit_ids: df = df[df.pid.isin(sorted(df.pid.unique())[:a.limit_ids])].reset_index(drop=True)
+    df = make_query_gallery(df, a.n_test_ids, seed=a.seed)
+    model = load_reid_model(a.weights)
+    size = tuple(model.reid_meta['size_test'])
+    rows, results = [], {}
+
+    # --- the trained model: export, quantise on training crops, embed the test crops with each backend
+    t = time.time()
+    fp32 = export_onnx(model, work/'model.onnx')
+    train_paths = df[df.split == 'train'].path.sample(n=min(a.calib, (df.split == 'train').sum()), random_state=a.seed).tolist()
+    int8 = quantize_onnx(fp32, work/'model.int8.onnx', train_paths, n_images=a.calib, method=a.method)
+    print(f"export + int8 calibration on {len(train_paths)} training crops: {time.time() - t:.0f} s", flush=True)
+    backends = {'PyTorch eager': TorchBackend(model), 'ORT fp32': OrtBackend(fp32, threads=a.threads), 'ORT int8': OrtBackend(int8, threads=a.threads)}
+    test = df[df.split != 'train'].reset_index(drop=True)
+    tfm = build_transforms(size, is_train=False)
+    t = time.time()
+    crops = torch.stack([tfm(load_image(pth)) for pth in test.path])        # decoded once, fed to every backend
+    print(f"{len(test)} test crops decoded in {time.time() - t:.0f} s", flush=True)
+    qm = (test.split == 'query').to_numpy()
+    for name, be in backends.items():
+        t = time.time()
+        f = Embedder(be, size=size, batch_size=64, progress=False)(crops, as_tensor=True).cpu()
+        res = evaluate(Features(f[qm], test.pid[qm].to_numpy(), test.camid[qm].to_numpy()),
+                       Features(f[~qm], test.pid[~qm].to_numpy(), test.camid[~qm].to_numpy()), verbose=False)
+        results[name] = dict(rank1=float(res.cmc[0]) * 100, mAP=float(res.mAP) * 100, embed_s=time.time() - t, feats=f)
+        print(f"{name}: rank-1 {results[name]['rank1']:.2f}  mAP {results[name]['mAP']:.2f}  ({results[name]['embed_s']:.0f} s)", flush=True)
+    ref = results['PyTorch eager']['feats']
+    for name in results: results[name]['cos_min'] = float((results[name].pop('feats') * ref).sum(1).min())
+    sp = speed(backends, size, reps1=30, reps16=5)
+    for name in backends:
+        rows.append(dict(model=f"{model.reid_meta.get('arch')} (trained, Market proxy)", size=f"{size[0]}x{size[1]}", backend=name,
+                         ms_b1=sp[name][1], ms_b16=sp[name][16], rank1=results[name]['rank1'], mAP=results[name]['mAP'],
+                         cos_min_vs_eager=results[name]['cos_min']))
+
+    # --- SBS-R50-ibn at 384x128, untrained: speed only (calibrated on real crops all the same)
+    if not a.skip_r50:
+        t = time.time()
+        r50 = build_model('resnet50', with_ibn=True, with_nl=True, pool='gemp', neck_feat='after', cls_type='circleSoftmax', scale=64., margin=0.35).eval()
+        save_reid_model(work/'r50.pth', r50, size=(384, 128))
+        f32 = export_onnx(work/'r50.pth', work/'r50.onnx')
+        i8 = quantize_onnx(f32, work/'r50.int8.onnx', train_paths[:64], n_images=64, batch_size=8, method=a.method)
+        print(f"SBS-R50-ibn export + int8 calibration: {time.time() - t:.0f} s", flush=True)
+        bk = {'PyTorch eager': TorchBackend(r50), 'ORT fp32': OrtBackend(f32, threads=a.threads), 'ORT int8': OrtBackend(i8, threads=a.threads)}
+        sp = speed(bk, (384, 128), reps1=5, reps16=1, rounds=2)
+        x = torch.rand(4, 3, 384, 128)
+        e = bk['PyTorch eager'](x)
+        for name in bk:
+            c = torch.nn.functional.cosine_similarity(bk[name](x), e).min().item()
+            rows.append(dict(model='SBS-R50-ibn (untrained)', size='384x128', backend=name, ms_b1=sp[name][1], ms_b16=sp[name][16],
+                             rank1=None, mAP=None, cos_min_vs_eager=c))
+
+    # --- table and JSON
+    print(f"\nCPU, {a.threads} thread(s); ms per image (median); speed-up vs the row above it within a model\n")
+    print('| model | input | backend | ms/img b=1 | ms/img b=16 | x vs eager (b=1 / b=16) | rank-1 | mAP | min cos vs eager |')
+    print('|:--|:--|:--|--:|--:|--:|--:|--:|--:|')
+    for r in rows:
+        e = next(x for x in rows if x['model'] == r['model'] and x['backend'] == 'PyTorch eager')
+        r['speedup_vs_eager_b1'], r['speedup_vs_eager_b16'] = e['ms_b1'] / r['ms_b1'], e['ms_b16'] / r['ms_b16']
+        f = next(x for x in rows if x['model'] == r['model'] and x['backend'] == 'ORT fp32')
+        r['speedup_vs_ort_fp32_b1'], r['speedup_vs_ort_fp32_b16'] = f['ms_b1'] / r['ms_b1'], f['ms_b16'] / r['ms_b16']
+        acc = (f"{r['rank1']:.2f} | {r['mAP']:.2f}") if r['rank1'] is not None else '- | -'
+        print(f"| {r['model']} | {r['size']} | {r['backend']} | {r['ms_b1']:.2f} | {r['ms_b16']:.2f} | "
+              f"{r['speedup_vs_eager_b1']:.2f} / {r['speedup_vs_eager_b16']:.2f} | {acc} | {r['cos_min_vs_eager']:.4f} |")
+    for m in dict.fromkeys(r['model'] for r in rows):
+        f = next(x for x in rows if x['model'] == m and x['backend'] == 'ORT fp32'); i = next(x for x in rows if x['model'] == m and x['backend'] == 'ORT int8')
+        goal = [f"ORT fp32 / eager {f['speedup_vs_eager_b1']:.2f}x, {f['speedup_vs_eager_b16']:.2f}x (goal >= 1.5)",
+                f"int8 / ORT fp32 {i['speedup_vs_ort_fp32_b1']:.2f}x, {i['speedup_vs_ort_fp32_b16']:.2f}x (goal >= 2.5)"]
+        if i['mAP'] is not None: goal.append(f"mAP int8 - fp32 {i['mAP'] - f['mAP']:+.2f} points (goal within 0.5)")
+        print(f"{m}: " + '; '.join(goal))
+    print(f"total {time.time() - t_all:.0f} s")
+    out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
+    doc = dict(bench='deploy', command='python bench/deploy.py ' + ' '.join(argv if argv is not None else sys.argv[1:]),
+               date=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'), hardware=hardware(a.threads),
+               notes=f"int8: static QDQ per-channel, {a.method} calibration on {len(train_paths)} training-split crops; "
+                     "GPU figures (TensorRT, bf16, torch.compile) still to be taken", rows=rows, total_s=time.time() - t_all)
+    tmp = out.with_name(out.name + '.tmp'); tmp.write_text(json.dumps(doc, indent=1)); os.replace(tmp, out)
+    print(f"wrote {out}")
+    return 0
+
+if __name__ == '__main__': sys.exit(main())
