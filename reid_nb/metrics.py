@@ -226,6 +226,7 @@ def collect(blocks, # (n, g) distance blocks of consecutive query rows, in order
             collectors:list, # objects with `update(QueryBlock)`; `None` entries are skipped
             protocol:str='market', # 'vehicleid' removes nothing; the others remove same-identity same-camera items
             device=None, # where to compute; default: the device of the first block
+            offset:int=0, # index of the first query in a larger set (a rank's slice): `QueryBlock.start` counts from there
            )->list:
     "Feed every block of distance rows, with its shared context computed once, to each collector; returns the collectors."
     _check_protocol(protocol)
@@ -246,6 +247,7 @@ def collect(blocks, # (n, g) distance blocks of consecutive query rows, in order
         with _threads(1 if dev.type == 'cpu' else None):
             for i in range(0, n, cap):
                 b = ids.block(seen, d[i:i+cap].to(dev, torch.float32))
+                b.start += offset
                 for c in cols: c.update(b)
                 seen += len(b)
                 del b                                               # its cached n×G tensors go before the next block is built
