@@ -23,7 +23,7 @@ from .distributed import is_main_process, rank_world, reid_eval_distributed
 # %% auto #0
 __all__ = ['warmup_factor', 'LRSchedule', 'WarmupCallback', 'CosineAfterDelay', 'MultiStepLR', 'FreezeBackbone', 'ClipGradients',
            'MixedPrecision', 'mixed_precision', 'TargetsToModel', 'TrainingDiverged', 'LossTerms', 'ReIDEvalCallback',
-           'PlainLog', 'CSVLog', 'training_state', 'CheckpointCallback']
+           'PlainLog', 'CSVLog', 'training_state', 'CheckpointCallback', 'ChannelsLast', 'CompileModel']
 
 # %% ../nbs/20_callbacks.ipynb #51e2d2a8
 def _run_epoch(learn)->float:
@@ -427,3 +427,20 @@ class _Resume(Callback):
         if hasattr(self.learn, 'checkpoint'): self.learn.checkpoint.best = st.get('best')
         _set_loader_state(self.dls.train, st.get('loader', {}))
         set_rng_states(st['rng'])
+
+# %% ../nbs/20_callbacks.ipynb #eb4488ca
+class ChannelsLast(Callback):
+    "Train in channels-last (NHWC) memory format: the model's 4-d weights once, each 4-d input batch as it arrives."
+    order = -9.5  # after TrainEvalCallback put the model on its device, before DDPCallback wraps it
+    def before_fit(self): self.learn.model.to(memory_format=torch.channels_last)
+    def before_batch(self):
+        x = self.learn.xb[0] if len(self.learn.xb) else None
+        if isinstance(x, torch.Tensor) and x.ndim == 4: self.learn.xb = (x.contiguous(memory_format=torch.channels_last), *self.learn.xb[1:])
+
+class CompileModel(Callback):
+    "`torch.compile` the model's forward in place (`learn.model` and its state-dict names are unchanged)."
+    order = -9.4  # after ChannelsLast, before DDPCallback
+    def __init__(self, **compile_kw): self.compile_kw = compile_kw  # `torch.compile` options, e.g. mode='max-autotune'
+    def before_fit(self):
+        m = self.learn.model
+        if getattr(m, '_compiled_call_impl', None) is None: m.compile(**self.compile_kw)
