@@ -84,7 +84,7 @@ class DDPCallback(Callback):
                  find_unused_parameters:bool=False, # for models whose forward leaves parameters out
                  backend:str|None=None, # process-group backend when this callback creates it
                 ):
-        self.sync_bn, self.find_unused, self.backend, self.ddp = sync_bn, find_unused_parameters, backend, None
+        self.sync_bn, self.find_unused, self.backend, self.wrapped = sync_bn, find_unused_parameters, backend, None
 
     def before_fit(self):
         setup_distributed(self.backend)
@@ -102,13 +102,13 @@ class DDPCallback(Callback):
             if dev.type == 'cuda': m = self.learn.model = nn.SyncBatchNorm.convert_sync_batchnorm(m)
             else: warnings.warn(f"DDPCallback: SyncBatchNorm needs CUDA, the model is on {dev.type}: BatchNorm stays per rank")
         self.module = m
-        self.ddp = DistributedDataParallel(m, device_ids=[dev.index] if dev.type == 'cuda' else None,
+        self.wrapped = DistributedDataParallel(m, device_ids=[dev.index] if dev.type == 'cuda' else None,
                                            find_unused_parameters=self.find_unused)
     def before_train(self):
         s = getattr(self.dls.train, 'sampler', None)
         if hasattr(s, 'set_epoch'): s.set_epoch(self.epoch)
     def before_batch(self):
-        if self.training: self.learn.model = self.ddp
+        if self.training: self.learn.model = self.wrapped
     def after_pred(self): self.learn.model = self.module
     def after_loss(self):
         if not self.training: return
@@ -124,7 +124,7 @@ class DDPCallback(Callback):
     def after_fit(self):
         m = self.module
         if self.sync_bn and any(isinstance(x, nn.SyncBatchNorm) for x in m.modules()): m = _revert_sync_bn(m)
-        self.learn.model, self.ddp = m, None
+        self.learn.model, self.wrapped = m, None
 
 # %% ../nbs/23_distributed.ipynb #97ac5c5b
 def shard_range(n:int, # items to share out
