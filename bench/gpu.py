@@ -93,6 +93,7 @@ def bench_fastreid(cfg_file, a, dev):
     warnings.simplefilter('ignore')
     from fastreid.config import get_cfg
     from fastreid.modeling import build_model as fr_build
+    from fastreid.utils.events import EventStorage   # its training forward logs there
     cfg = get_cfg(); cfg.merge_from_file(cfg_file)
     cfg.MODEL.BACKBONE.PRETRAIN = False; cfg.MODEL.HEADS.NUM_CLASSES = a.classes; cfg.MODEL.DEVICE = str(dev)
     H, W = (64, 32) if a.toy else cfg.INPUT.SIZE_TRAIN
@@ -104,7 +105,8 @@ def bench_fastreid(cfg_file, a, dev):
         opt = torch.optim.Adam(model.parameters(), lr=cfg.SOLVER.BASE_LR)
         x = torch.rand(P * K, 3, H, W, device=dev) * 255  # FastReID normalises 0..255 pixels itself
         y = torch.arange(P, device=dev).repeat_interleave(K) % a.classes
-        s = timed(train_step_fn(model, None, opt, x, y, dev, amp=mode == 'AMP', targets=False, fastreid=True), dev, a.warmup, a.iters)
+        with EventStorage(0):
+            s = timed(train_step_fn(model, None, opt, x, y, dev, amp=mode == 'AMP', targets=False, fastreid=True), dev, a.warmup, a.iters)
         rows.append(dict(kind='train', model=f"FastReID {os.path.basename(cfg_file)}", mode=mode, batch=P * K, size=[H, W],
                          s_per_iter=s, images_per_s=P * K / s))
     return rows
