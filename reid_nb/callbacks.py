@@ -438,9 +438,12 @@ class ChannelsLast(Callback):
         if isinstance(x, torch.Tensor) and x.ndim == 4: self.learn.xb = (x.contiguous(memory_format=torch.channels_last), *self.learn.xb[1:])
 
 class CompileModel(Callback):
-    "`torch.compile` the model's forward in place (`learn.model` and its state-dict names are unchanged)."
+    "`torch.compile` the model's `part` (default its backbone) in place: `learn.model` and its state-dict names are unchanged."
     order = -9.4  # after ChannelsLast, before DDPCallback
-    def __init__(self, **compile_kw): self.compile_kw = compile_kw  # `torch.compile` options, e.g. mode='max-autotune'
+    def __init__(self, part:str|None='backbone', # submodule to compile (the heavy part); None or missing: the whole model
+                 **compile_kw): # `torch.compile` options, e.g. mode='max-autotune'
+        self.part, self.compile_kw = part, compile_kw
     def before_fit(self):
         m = self.learn.model
+        m = getattr(m, self.part, m) if self.part else m
         if getattr(m, '_compiled_call_impl', None) is None: m.compile(**self.compile_kw)
