@@ -66,17 +66,6 @@ def barrier():
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1: dist.barrier()
 
 # %% ../nbs/23_distributed.ipynb #5b628776
-def _revert_sync_bn(m:nn.Module)->nn.Module:
-    "SyncBatchNorm layers back to BatchNorm2d, sharing parameters and buffers."
-    out = m
-    if isinstance(m, nn.SyncBatchNorm):
-        out = nn.BatchNorm2d(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats).to(next(m.buffers()).device)
-        if m.affine: out.weight, out.bias = m.weight, m.bias
-        if m.track_running_stats: out.running_mean, out.running_var, out.num_batches_tracked = m.running_mean, m.running_var, m.num_batches_tracked
-        out.train(m.training)
-    for n, c in m.named_children(): out.add_module(n, _revert_sync_bn(c))
-    return out
-
 class DDPCallback(Callback):
     "Data-parallel training over the ranks of the process group (set up from torchrun's environment when needed)."
     order, name = -9, 'ddp'  # after TrainEvalCallback has put the model on its device
@@ -85,6 +74,7 @@ class DDPCallback(Callback):
                  backend:str|None=None, # process-group backend when this callback creates it
                 ):
         self.sync_bn, self.find_unused, self.backend, self.wrapped = sync_bn, find_unused_parameters, backend, None
+        self.module, self._bns = None, {}
 
     def before_fit(self):
         setup_distributed(self.backend)
@@ -98,8 +88,12 @@ class DDPCallback(Callback):
                                   "loaders with an identity sampler under torchrun (or after setup_distributed())")
         m = self.learn.model
         dev = next(m.parameters()).device
+        self._bns = {}
         if self.sync_bn:
-            if dev.type == 'cuda': m = self.learn.model = nn.SyncBatchNorm.convert_sync_batchnorm(m)
+            if dev.type == 'cuda':  # the BatchNorm layers are swapped for SyncBatchNorm ones sharing their parameters and statistics
+                from timm.layers import convert_sync_batchnorm  # torch's, plus timm's BatchNorm+activation layers
+                self._bns = {n: x for n, x in m.named_modules() if isinstance(x, nn.modules.batchnorm._BatchNorm)}
+                m = self.learn.model = convert_sync_batchnorm(m)
             else: warnings.warn(f"DDPCallback: SyncBatchNorm needs CUDA, the model is on {dev.type}: BatchNorm stays per rank")
         self.module = m
         self.wrapped = DistributedDataParallel(m, device_ids=[dev.index] if dev.type == 'cuda' else None,
@@ -123,8 +117,12 @@ class DDPCallback(Callback):
         for b in self.module.buffers(): dist.broadcast(b, src=0)
     def after_fit(self):
         m = self.module
-        if self.sync_bn and any(isinstance(x, nn.SyncBatchNorm) for x in m.modules()): m = _revert_sync_bn(m)
-        self.learn.model, self.wrapped = m, None
+        if m is None: return  # before_fit stopped early
+        for n, bn in self._bns.items():  # the original layers back, trained (they share the SyncBatchNorm layers' tensors)
+            bn.train(m.get_submodule(n).training) if n else bn.train(m.training)
+            if n: m.set_submodule(n, bn)
+            else: m = bn
+        self.learn.model, self.wrapped, self._bns = m, None, {}
 
 # %% ../nbs/23_distributed.ipynb #97ac5c5b
 def shard_range(n:int, # items to share out
