@@ -293,6 +293,7 @@ def reid_learner(dls, # from `recipe_dataloaders` / `reid_dataloaders`: `dls.tra
     learn.recipe, learn.arch = r, arch
     if isinstance(dls, ReIDDataLoaders) and dls.device is None and torch.cuda.is_available():
         dls.device = train_device()  # train on the GPU (under torchrun: this process's, LOCAL_RANK)
+    if rank_world()[1] > 1 and not any(isinstance(c, DDPCallback) for c in learn.cbs): learn.add_cb(DDPCallback())  # torchrun: fit and fit_reid are data-parallel
     return learn
 
 def recipe_dataloaders(df, # a re-id frame (path, pid, camid, split)
