@@ -18,11 +18,12 @@ from fastai.learner import Learner, Metric
 from .core import save_checkpoint, get_rng_states, set_rng_states, InputError, InputValueError
 from .evaluate import reid_eval, NonFiniteFeatures
 from .models import model_meta
+from .distributed import is_main_process, rank_world, reid_eval_distributed
 
 # %% auto #0
 __all__ = ['warmup_factor', 'LRSchedule', 'WarmupCallback', 'CosineAfterDelay', 'MultiStepLR', 'FreezeBackbone', 'ClipGradients',
            'MixedPrecision', 'mixed_precision', 'TargetsToModel', 'TrainingDiverged', 'LossTerms', 'ReIDEvalCallback',
-           'PlainLog', 'CSVLog', 'training_state', 'CheckpointCallback']
+           'PlainLog', 'CSVLog', 'training_state', 'CheckpointCallback', 'ChannelsLast', 'CompileModel']
 
 # %% ../nbs/20_callbacks.ipynb #51e2d2a8
 def _run_epoch(learn)->float:
@@ -283,6 +284,7 @@ class ReIDEvalCallback(Callback):
         try:
             with torch.no_grad():
                 if self.eval_fn is not None: return self.eval_fn(m, self.dls.query, self.dls.gallery)
+                if rank_world()[1] > 1: return reid_eval_distributed(m, self.dls.query, self.dls.gallery, **self.eval_kw)  # DDP: sharded, same result on every rank
                 mbar = getattr(getattr(self.learn, 'progress', None), 'mbar', None)
                 return reid_eval(m, self.dls.query, self.dls.gallery, parent=mbar, **self.eval_kw)
         finally: m.train(was)
@@ -296,12 +298,14 @@ class PlainLog(Callback):
     def before_fit(self):
         self.active = not hasattr(self.learn, 'progress') and getattr(self.learn.logger, '__name__', '') != 'noop'
         if not self.active: return
+        if not is_main_process():  # DDP: rank 0 prints the table
+            self.old, self.learn.logger = self.learn.logger, lambda *a, **k: None; return
         self.old, self.learn.logger = self.learn.logger, self._write
         names = list(self.recorder.metric_names)
         self.widths = [max(len(n), 10 if n != 'epoch' else 5) for n in names]
         self._print(names)
     def _cell(self, v, name):
-        if isinstance(v, str): return v or '-'
+        if v is None or isinstance(v, str): return v or '-'  # None: no validation loss (evaluate=False)
         if isinstance(v, int): return str(v)
         return f"{v:.2f}" if name in ReIDEvalCallback.names else f"{v:.4f}"
     def _print(self, cells): print('  '.join(str(c).rjust(w) for c, w in zip(cells, self.widths)), flush=True)
@@ -316,6 +320,8 @@ class PlainLog(Callback):
 class CSVLog(CSVLogger):
     "fastai's `CSVLogger`; appending to an existing log does not repeat its header."
     def before_fit(self):
+        self.file = None
+        if not is_main_process(): return  # DDP: rank 0 writes the log
         p = self.path/self.fname
         p.parent.mkdir(parents=True, exist_ok=True)
         header = not (self.append and p.is_file() and p.stat().st_size > 0)
@@ -326,6 +332,8 @@ class CSVLog(CSVLogger):
         self.file = p.open('a' if self.append else 'w')
         if header: self.file.write(','.join(self.recorder.metric_names) + '\n')
         self.old_logger, self.learn.logger = self.logger, self._write_line
+    def after_fit(self):
+        if self.file is not None: super().after_fit()
 
 # %% ../nbs/20_callbacks.ipynb #b27be637
 def _loader_state(dl)->dict:
@@ -386,6 +394,7 @@ class CheckpointCallback(Callback):
         store_attr(); self.path, self.best = Path(path), None
     def before_fit(self): self.best = None  # a resumed run restores it
     def after_epoch(self):
+        if not is_main_process(): return  # DDP: rank 0 writes (every rank holds the same weights)
         done = self.epoch + 1
         ev = getattr(self.learn, 'reid_eval', None)
         v = ev.scores.get(self.monitor) if (ev is not None and self.monitor) else None
@@ -418,3 +427,23 @@ class _Resume(Callback):
         if hasattr(self.learn, 'checkpoint'): self.learn.checkpoint.best = st.get('best')
         _set_loader_state(self.dls.train, st.get('loader', {}))
         set_rng_states(st['rng'])
+
+# %% ../nbs/20_callbacks.ipynb #eb4488ca
+class ChannelsLast(Callback):
+    "Train in channels-last (NHWC) memory format: the model's 4-d weights once, each 4-d input batch as it arrives."
+    order = -9.5  # after TrainEvalCallback put the model on its device, before DDPCallback wraps it
+    def before_fit(self): self.learn.model.to(memory_format=torch.channels_last)
+    def before_batch(self):
+        x = self.learn.xb[0] if len(self.learn.xb) else None
+        if isinstance(x, torch.Tensor) and x.ndim == 4: self.learn.xb = (x.contiguous(memory_format=torch.channels_last), *self.learn.xb[1:])
+
+class CompileModel(Callback):
+    "`torch.compile` the model's `part` (default its backbone) in place: `learn.model` and its state-dict names are unchanged."
+    order = -9.4  # after ChannelsLast, before DDPCallback
+    def __init__(self, part:str|None='backbone', # submodule to compile (the heavy part); None or missing: the whole model
+                 **compile_kw): # `torch.compile` options, e.g. mode='max-autotune'
+        self.part, self.compile_kw = part, compile_kw
+    def before_fit(self):
+        m = self.learn.model
+        m = getattr(m, self.part, m) if self.part else m
+        if getattr(m, '_compiled_call_impl', None) is None: m.compile(**self.compile_kw)

@@ -20,10 +20,11 @@ from .core import load_checkpoint, interactive, InputError, InputKeyError, Input
 from .callbacks import (WarmupCallback, CosineAfterDelay, MultiStepLR, FreezeBackbone, ClipGradients, mixed_precision,
                                LossTerms, ReIDEvalCallback, CheckpointCallback, TargetsToModel, PlainLog, _Resume, _model_meta)
 from .losses import ReIDLoss
-from .data.loaders import reid_dataloaders, _tfm_defaults
+from .data.loaders import reid_dataloaders, _tfm_defaults, ReIDDataLoaders
 from .models import build_model, save_reid_model
 from .backbones import pretrained_hint, load_weights
 from .evaluate import TEST_DEFAULTS
+from .distributed import DDPCallback, rank_world, train_device
 
 # %% auto #0
 __all__ = ['BAGTRICKS', 'AGW', 'SBS', 'MGN', 'RECIPES', 'get_recipe', 'param_groups', 'loss_param_groups', 'reid_optimizer',
@@ -214,6 +215,8 @@ class ReIDLearner(Learner):
         "Train with the recipe's schedule (scaled to `epochs`), evaluating as it goes; returns the final `ReIDResult`."
         E = epochs or self.recipe['solver']['epochs']
         run_cbs = recipe_callbacks(self.recipe, E, len(self.dls.train), save_dir, evaluate) + list(L(cbs))
+        if rank_world()[1] > 1 and not any(isinstance(c, DDPCallback) for c in [*run_cbs, *self.cbs]):
+            run_cbs.insert(0, DDPCallback())  # launched by torchrun: data-parallel over the ranks
         quiet = not interactive()
         if quiet: run_cbs.append(PlainLog())
         ev = next((c for c in run_cbs if isinstance(c, ReIDEvalCallback)), None)
@@ -288,6 +291,9 @@ def reid_learner(dls, # from `recipe_dataloaders` / `reid_dataloaders`: `dls.tra
                         splitter=splitter, lr=[g['lr'] for g in groups], wd=[g['weight_decay'] for g in groups], cbs=cbs, path=path)
     if 'targets' in inspect.signature(model.forward).parameters: learn.add_cb(TargetsToModel())
     learn.recipe, learn.arch = r, arch
+    if isinstance(dls, ReIDDataLoaders) and dls.device is None and torch.cuda.is_available():
+        dls.device = train_device()  # train on the GPU (under torchrun: this process's, LOCAL_RANK)
+    if rank_world()[1] > 1 and not any(isinstance(c, DDPCallback) for c in learn.cbs): learn.add_cb(DDPCallback())  # torchrun: fit and fit_reid are data-parallel
     return learn
 
 def recipe_dataloaders(df, # a re-id frame (path, pid, camid, split)

@@ -31,18 +31,18 @@ def _auto_chunk(n_gallery:int, budget:int=1<<24)->int:
     return max(1, budget // max(1, n_gallery))
 
 def _prepare(qf, gf, metric):
-    "Features as float32 on the query's device: normalised for cosine; gallery transposed, with squared norms for euclidean."
+    "Features as float32 on the query's device, the gallery transposed (a view, not a copy) with, per item, 1/norm (cosine) or the squared norm (euclidean)."
     _check_metric(metric)
     if qf.ndim != 2 or gf.ndim != 2 or qf.shape[1] != gf.shape[1]:
         raise InputValueError(f"features must be q×D and g×D with the same D; got {tuple(qf.shape)} and {tuple(gf.shape)}")
     qf, gf = qf.float(), gf.to(qf.device).float()
-    if metric == 'cosine': return F.normalize(qf, dim=1), F.normalize(gf, dim=1).t(), None
-    return qf, gf.t(), (gf * gf).sum(1)
+    sq = torch.cat([c.pow(2).sum(1) for c in gf.split(8192)]) if len(gf) else gf.new_zeros(0)   # in slices: no gallery-sized temporary
+    return qf, gf.t(), (1. / sq.sqrt().clamp_min(1e-12) if metric == 'cosine' else sq)
 
-def _dist_block(q, gt, metric, gsq, out=None):
-    "Distances of the query rows `q` to the gallery, written into `out` when given."
-    if metric == 'cosine': return torch.mm(q, gt, out=out).neg_().add_(1.)
-    d = torch.addmm(gsq[None], q, gt, alpha=-2., out=out).add_((q * q).sum(1, keepdim=True))
+def _dist_block(q, gt, metric, gs, out=None):
+    "Distances of the query rows `q` to the gallery, written into `out` when given (`gs` from `_prepare`)."
+    if metric == 'cosine': return torch.mm(F.normalize(q, dim=1), gt, out=out).mul_(gs[None]).neg_().add_(1.)
+    d = torch.addmm(gs[None], q, gt, alpha=-2., out=out).add_((q * q).sum(1, keepdim=True))
     return d.clamp_min_(0.).sqrt_()
 
 def iter_distance(qf:Tensor, # query features, q×D
@@ -219,6 +219,8 @@ class _Identities:
                           num_ids=len(self.uniq), num_neg=self.num_neg, remove_junk=self.remove_junk, same=same, real=real,
                           junk=junk, kept=kept, num_kept=kept.sum(1), same_dist=sd)
 
+_COLLECT_BUDGET = {False: 1 << 24, True: 1 << 22}  # distances per block the collectors work on: GPU, CPU
+
 @torch.no_grad()
 def collect(blocks, # (n, g) distance blocks of consecutive query rows, in order; or `iter_distance`'s (start, stop, dist)
             q_pids, g_pids, # identities of the queries / gallery items
@@ -226,6 +228,7 @@ def collect(blocks, # (n, g) distance blocks of consecutive query rows, in order
             collectors:list, # objects with `update(QueryBlock)`; `None` entries are skipped
             protocol:str='market', # 'vehicleid' removes nothing; the others remove same-identity same-camera items
             device=None, # where to compute; default: the device of the first block
+            offset:int=0, # index of the first query in a larger set (a rank's slice): `QueryBlock.start` counts from there
            )->list:
     "Feed every block of distance rows, with its shared context computed once, to each collector; returns the collectors."
     _check_protocol(protocol)
@@ -243,9 +246,11 @@ def collect(blocks, # (n, g) distance blocks of consecutive query rows, in order
         if G != ids.ng: raise InputValueError(f"distance block has {G} gallery columns but g_pids has {ids.ng} items")
         if seen + n > ids.nq: raise InputValueError(f"got rows {seen}:{seen+n} but q_pids has only {ids.nq} queries")
         cap = 1 << max(0, 31 - _nbits(G))                         # rows that fit in a 63-bit (row, distance, column) key
+        cap = min(cap, _auto_chunk(G, _COLLECT_BUDGET[dev.type == 'cpu']))   # the collectors' temporaries: ~70 bytes a distance
         with _threads(1 if dev.type == 'cpu' else None):
             for i in range(0, n, cap):
                 b = ids.block(seen, d[i:i+cap].to(dev, torch.float32))
+                b.start += offset
                 for c in cols: c.update(b)
                 seen += len(b)
                 del b                                               # its cached n×G tensors go before the next block is built

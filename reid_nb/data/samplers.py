@@ -6,6 +6,7 @@ Docs: https://reid-nb.github.io/reid_nb/data.samplers.html.md"""
 
 # %% ../../nbs/02_data.samplers.ipynb #6d2e5aaa
 from __future__ import annotations
+import os
 from collections import defaultdict
 import numpy as np
 import torch
@@ -17,11 +18,12 @@ __all__ = ['IdentitySampler', 'BalancedIdentitySampler', 'DomainBalancedSampler'
 
 # %% ../../nbs/02_data.samplers.ipynb #39bf39a2
 def _dist_rank_world(rank, world_size):
-    "Resolve `rank`/`world_size`, defaulting to torch.distributed when it is initialised."
+    "Resolve `rank`/`world_size`: torch.distributed's when it is initialised, else torchrun's RANK/WORLD_SIZE, else 0/1."
     dist = torch.distributed
     on = dist.is_available() and dist.is_initialized()
-    if rank is None: rank = dist.get_rank() if on else 0
-    if world_size is None: world_size = dist.get_world_size() if on else 1
+    env_world = int(os.environ.get('WORLD_SIZE', 1))   # torchrun / accelerate launch: known before any process group exists
+    if rank is None: rank = dist.get_rank() if on else int(os.environ.get('RANK', 0)) if env_world > 1 else 0
+    if world_size is None: world_size = dist.get_world_size() if on else env_world
     if world_size < 1 or not 0 <= rank < world_size:
         raise InputValueError(f"rank={rank} must be in [0, world_size={world_size})")
     return rank, world_size
@@ -60,8 +62,8 @@ class IdentitySampler(Sampler):
                  batch_size:int=64, # P×K
                  num_instances:int=4, # K, instances per identity in a batch
                  seed:int=0, # base seed; epoch e uses rng([seed, e])
-                 rank:int|None=None, # this process's rank (default: torch.distributed's, else 0)
-                 world_size:int|None=None, # number of processes (default: torch.distributed's, else 1)
+                 rank:int|None=None, # this process's rank (default: torch.distributed's, else torchrun's RANK, else 0)
+                 world_size:int|None=None, # number of processes (default: torch.distributed's, else torchrun's WORLD_SIZE, else 1)
                 ):
         self.pids = np.asarray(pids)
         if self.pids.ndim != 1 or len(self.pids) == 0: raise InputValueError(f"pids must be a non-empty 1-d sequence, got shape {self.pids.shape}")
