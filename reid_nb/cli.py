@@ -86,6 +86,7 @@ def train(config_file:str, # FastReID-style YAML
     from reid_nb.fastreid import recipe_from_config
     from reid_nb.learner import recipe_dataloaders, reid_learner
     from reid_nb.callbacks import CSVLog
+    from reid_nb.distributed import setup_distributed, is_main_process, barrier
     cfg, oroot = _load(config_file, opts, seed)
     r = _fit_workers(recipe_from_config(cfg))
     out = Path(r['run']['output_dir'])
@@ -96,6 +97,9 @@ def train(config_file:str, # FastReID-style YAML
     if earlier and not (resume or overwrite):
         raise CLIError(f"OUTPUT_DIR {out} already holds a run ({', '.join(earlier)}): pass --resume to continue it, --overwrite to "
                        "replace it, or choose another OUTPUT_DIR")
+    setup_distributed()   # under torchrun: join the ranks; every rank has looked at OUTPUT_DIR, and only rank 0 writes into it
+    main_rank = is_main_process()
+    barrier()
     if resume:
         from reid_nb.core import load_checkpoint
         done, planned = int(load_checkpoint(last).get('epoch', 0)), epochs or r['solver']['epochs']
@@ -106,8 +110,9 @@ def train(config_file:str, # FastReID-style YAML
     root = data_root(root or oroot)
     tests = r['run']['tests'] or r['run']['datasets']
     df = _frames(root, r['run']['datasets'], tests)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out/'config.yaml')
+    if main_rank:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out/'config.yaml')
     seed_everything(r['run']['seed'])
     dls = recipe_dataloaders(df, r, seed=r['run']['seed'])
     pretrained = r['model'].get('pretrained')
@@ -118,12 +123,12 @@ def train(config_file:str, # FastReID-style YAML
                       f"{pretrained_hint(r['model']['arch'], r['model'].get('with_ibn', False))}, or MODEL.BACKBONE.PRETRAIN False to say random weights are meant")
         pretrained = False
     learn = reid_learner(dls, pretrained=pretrained, path=out, cbs=CSVLog(fname='log.csv', append=resume))
-    if overwrite:  # only now that the data, the config and the model are known to be good
+    if overwrite and main_rank:  # only now that the data, the config and the model are known to be good
         for f in earlier: (out/f).unlink()
-    print(f"train: {dls.n_classes} identities, {dls.train.n} images ({len(dls.train)} batches of {dls.train.bs}) at {dls.settings['size']}; "
+    if main_rank: print(f"train: {dls.n_classes} identities, {dls.train.n} images ({len(dls.train)} batches of {dls.train.bs}) at {dls.settings['size']}; "
           f"test: {dls.query.n} query / {dls.gallery.n} gallery images at {dls.settings['size_test']}; {learn.arch} -> {out}", flush=True)
     res = learn.fit_reid(epochs, resume=last if resume else None, save_dir=out/'checkpoints')
-    _results(res, out, '+'.join(tests))
+    if main_rank: _results(res, out, '+'.join(tests))
     return res
 
 # %% ../nbs/50_cli.ipynb #087cd89b
@@ -421,3 +426,6 @@ def main(argv:list|None=None)->int:
         return 2
     finally: warnings.showwarning = old
     return 0
+
+# %% ../nbs/50_cli.ipynb #ad938f5d
+if __name__ == '__main__': sys.exit(main())   # `python -m reid_nb.cli ...`, as `torchrun -m reid_nb.cli train ...` starts it
