@@ -202,6 +202,7 @@ def quantize_onnx(src:str|Path, # a float32 .onnx file (from `export_onnx`)
                   method:str='minmax', # activation range: 'minmax', 'percentile' or 'entropy'
                   per_channel:bool=True, # one weight scale per output channel
                   for_tensorrt:bool=False, # symmetric activations and Q/DQ on weights (TensorRT explicit quantisation)
+                  reduce_range:bool|None=None, # 7-bit weights; None: on for ONNX Runtime's u8 x s8 CPU kernels, off for TensorRT
                   num_workers:int=0, # decoding processes for image lists
                   op_types:list|None=None, # operator types to quantise, e.g. ['Conv'] (None: every type ONNX Runtime can)
                   exclude_nodes:list|None=None, # node names left in float (e.g. the last layers)
@@ -241,7 +242,7 @@ def quantize_onnx(src:str|Path, # a float32 .onnx file (from `export_onnx`)
                 quantize_static(str(pre), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
                                 activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8, weight_type=QuantType.QInt8,
                                 calibrate_method=methods[method], extra_options=extra, op_types_to_quantize=op_types,
-                                nodes_to_exclude=exclude_nodes)
+                                nodes_to_exclude=exclude_nodes, reduce_range=(not for_tensorrt) if reduce_range is None else reduce_range)
         finally: root.setLevel(level)
         if reader.seen == 0: raise InputValueError("calibration data gave no images")
         m = onnx.load(str(out))
