@@ -68,8 +68,8 @@ def main(argv=None):
     p.add_argument('--queries', type=int, default=1000)
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--chunk', type=int, default=100_000)
-    p.add_argument('--nprobe', type=int, nargs='+', default=[8, 16, 32])
-    p.add_argument('--k-factor', type=float, default=16)
+    p.add_argument('--nprobe', type=int, nargs='+', default=[4, 8, 16])
+    p.add_argument('--k-factor', type=float, default=None, help="refinement candidates per hit (default: the gallery's own)")
     p.add_argument('--n-test-ids', type=int, default=375)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--cache', default='/tmp/reid_nb_gallery_real_feats.npz')
@@ -125,6 +125,7 @@ def main(argv=None):
     print(f"gallery {len(g)} x {D}: build {t_build:.0f} s, distractors {t_gen:.0f} s, exact top-10 (numpy) {t_exact:.0f} s; "
           f"RSS {rss0:.1f} -> {rss1:.1f} GB (peak {peak:.1f})", flush=True)
 
+    if a.k_factor is None: a.k_factor = g.params.get('k_factor')
     rows = []
     def recall(ids): return float(np.mean([len(set(r) & set(t)) / 10 for r, t in zip(ids, top_i)]))
     for nprobe in a.nprobe:

@@ -36,7 +36,7 @@ def _ivfpq_params(dim:int, n:int)->dict:
     d = min(dim, 256) if dim >= 64 else dim
     nlist = int(2 ** round(math.log2(max(64., 2 * math.sqrt(max(n, 1))))))       # ~2√n lists: 2048 for a million
     m = next(v for v in (32, 16, 8, 4, 2, 1) if d % v == 0)
-    return dict(pca=d, nlist=min(nlist, 16384), m=m, nprobe=16, k_factor=16)
+    return dict(pca=d, nlist=min(nlist, 16384), m=m, nprobe=8, k_factor=8)
 
 @dataclass
 class SearchResult:
@@ -84,7 +84,7 @@ class Gallery:
             idx = faiss.index_factory(self.dim, f"{pca}IVF{p['nlist']}{quant},PQ{p['m']}x8,RFlat", mt)
             faiss.downcast_index(faiss.extract_index_ivf(idx)).do_polysemous_training = False  # not used by the search; slow to train
             self.params = p
-        self.kind_built = kind
+        self.kind_built, self._param_cache = kind, {}
         return idx
 
     def _train(self, x:np.ndarray):
@@ -166,6 +166,14 @@ class Gallery:
 
 # %% ../nbs/42_gallery.ipynb #151e36ac
 def _search_params(g:Gallery, sel, nprobe=None, k_factor=None, ef_search=None):
+    "faiss search parameters; those without a selector are built once per setting (SWIG objects cost more than a small search)."
+    cache, key = g.__dict__.setdefault('_param_cache', {}), (g.index_kind, nprobe, k_factor, ef_search)
+    if sel is None and key in cache: return cache[key]
+    out = _make_search_params(g, sel, nprobe, k_factor, ef_search)
+    if sel is None: cache[key] = out
+    return out
+
+def _make_search_params(g:Gallery, sel, nprobe=None, k_factor=None, ef_search=None):
     p = g.params
     kind = g.index_kind
     if kind == 'flat': return faiss.SearchParameters(sel=sel)
@@ -209,7 +217,6 @@ def _known_rows(g:Gallery, ids)->np.ndarray:
     rows = g._pos[i] if len(g.ids) else np.zeros(0, np.int64)
     return rows[g.ids[rows] == ids] if len(g.ids) else rows
 
-@torch.no_grad()
 def _search(self:Gallery,
             queries, # nq×D query embeddings
             k:int=10, # neighbours per query
