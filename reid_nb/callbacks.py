@@ -9,6 +9,7 @@ from __future__ import annotations
 import math, warnings
 from pathlib import Path
 import torch
+import torch.distributed as dist
 from torch import nn
 from fastcore.basics import store_attr
 from fastcore.foundation import L
@@ -224,7 +225,10 @@ class LossTerms(Callback):
     def _stop(self, what:str): _diverged(self.learn, what)
     def after_loss(self):
         if not self.training: return
-        v = float(self.learn.loss_grad.detach().float().sum())
+        v = self.learn.loss_grad.detach().float().sum()
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:   # every rank judges the mean loss: all stop together
+            dist.all_reduce(v); v = v / dist.get_world_size()                               # (NaN and inf survive the sum)
+        v = float(v)
         if self.first is None and math.isfinite(v): self.first = max(abs(v), 1e-6)
         if math.isfinite(v) and (self.first is None or abs(v) <= self.diverge_factor * self.first): return
         what = f"is {v}" if not math.isfinite(v) else f"grew to {v:.4g}, {v / self.first:.3g} times its first value {self.first:.4g}"

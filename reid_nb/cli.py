@@ -206,8 +206,6 @@ def demo(out:str|Path|None=None, # output folder (default: a new temporary folde
     return res, pic
 
 # %% ../nbs/50_cli.ipynb #9c518f4e
-_IMG_EXT = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
-
 def export_model(weights:str, # a reid_nb checkpoint (or a FastReID one with config.yaml beside it)
                  fmt:str='onnx', # 'onnx', 'onnx-int8' or 'tensorrt'
                  out:str|None=None, # output file (default: beside the weights: .onnx, .int8.onnx, .engine)
@@ -235,10 +233,11 @@ def export_model(weights:str, # a reid_nb checkpoint (or a FastReID one with con
 def _image_frame(src:str):
     "A frame (path, pid, camid) of the images of a folder (recursively) or of a CSV's `path` column."
     import pandas as pd
+    from reid_nb.data.datasets import IMG_EXTS
     src = Path(src)
     if src.is_dir():
-        paths = sorted(p for p in src.rglob('*') if p.suffix.lower() in _IMG_EXT)
-        if not paths: raise CLIError(f"{src} holds no images ({', '.join(_IMG_EXT)})")
+        paths = sorted(p for p in src.rglob('*') if p.suffix.lower() in IMG_EXTS)
+        if not paths: raise CLIError(f"{src} holds no images ({', '.join(IMG_EXTS)})")
         return pd.DataFrame(dict(path=[str(p) for p in paths], pid=-1, camid=-1))
     if src.suffix.lower() == '.csv' and src.is_file():
         df = pd.read_csv(src)

@@ -104,13 +104,6 @@ class DDPCallback(Callback):
     def before_batch(self):
         if self.training: self.learn.model = self.wrapped
     def after_pred(self): self.learn.model = self.module
-    def after_loss(self):
-        if not self.training: return
-        ok = torch.isfinite(self.learn.loss_grad.detach().float().sum()).float()
-        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
-        if ok.item() < 1:
-            from reid_nb.callbacks import _diverged
-            _diverged(self.learn, f"the loss is not finite on some rank at iteration {self.learn.train_iter} (epoch {self.epoch})")
     def after_cancel_batch(self): self.learn.model = self.module
     def after_train(self):
         "Rank 0's BatchNorm statistics everywhere (DDP syncs them before each forward, so the last step's differ): evaluation and checkpoints agree."

@@ -89,7 +89,6 @@ class _ItemDataset(torch.utils.data.Dataset):
 def _as_items(x)->list:
     "A single input, a list/tuple of inputs, or a stacked array/tensor -> a list of inputs."
     if isinstance(x, (list, tuple)): return list(x)
-    if isinstance(x, (Tensor, np.ndarray)) and x.ndim == 4: return [x]  # one stacked batch
     return [x]
 
 # %% ../nbs/40_embed.ipynb #7dfc5f4e

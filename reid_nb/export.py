@@ -16,6 +16,7 @@ from torch import Tensor
 from .core import InputError, InputValueError, InputFileError, InputTypeError
 from .evaluate import _embedding
 from .embed import _ItemDataset
+from .data.datasets import IMG_EXTS
 
 try: import tensorrt as trt
 except ImportError: trt = None
@@ -178,15 +179,13 @@ class OrtBackend:
     def __repr__(self): return f"OrtBackend({self.path.name}, {self.session.get_providers()[0]})"
 
 # %% ../nbs/41_export.ipynb #73baaf25
-_IMG_EXT = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
-
 def _calib_batches(calib, size, batch_size:int, num_workers:int=0):
     "Batches of N×3×H×W float arrays from a loader, an iterable of tensors, or image paths / a folder."
     if isinstance(calib, (str, os.PathLike)):
         root = Path(calib)
         if not root.is_dir(): raise InputFileError(f"calibration folder {root} does not exist")
-        calib = sorted(p for p in root.rglob('*') if p.suffix.lower() in _IMG_EXT)
-        if not calib: raise InputFileError(f"calibration folder {root} holds no images ({', '.join(_IMG_EXT)})")
+        calib = sorted(p for p in root.rglob('*') if p.suffix.lower() in IMG_EXTS)
+        if not calib: raise InputFileError(f"calibration folder {root} holds no images ({', '.join(IMG_EXTS)})")
     if isinstance(calib, (list, tuple)) and calib and isinstance(calib[0], (str, os.PathLike)):
         if size is None: raise InputValueError("calibrating from image files needs the test size: the ONNX file has no reid_nb metadata")
         calib = torch.utils.data.DataLoader(_ItemDataset(list(calib), size), batch_size=batch_size, num_workers=num_workers)
@@ -216,7 +215,7 @@ def quantize_onnx(src:str|Path, # a float32 .onnx file (from `export_onnx`)
     if meta.get('dtype', 'float32') != 'float32': raise InputValueError(f"{src} is a {meta['dtype']} graph; quantise a float32 export")
     methods = dict(minmax=CalibrationMethod.MinMax, percentile=CalibrationMethod.Percentile, entropy=CalibrationMethod.Entropy)
     if method not in methods: raise InputValueError(f"method must be one of {list(methods)}; got {method!r}")
-    name = ort_session(src, threads=1).get_inputs()[0].name
+    name = onnx.load(str(src), load_external_data=False).graph.input[0].name
 
     class Reader(CalibrationDataReader):
         def __init__(self): self.it, self.seen = _calib_batches(calib, meta.get('size_test'), batch_size, num_workers), 0

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import faiss
-from .core import InputValueError, InputKeyError, InputFileError, InputTypeError
+from .core import InputValueError, InputKeyError, InputFileError
 
 # %% auto #0
 __all__ = ['GALLERY_FORMAT', 'GALLERY_VERSION', 'AUTO_EXACT_MAX', 'SearchResult', 'Gallery']
@@ -241,14 +241,14 @@ def _search(self:Gallery,
         sel = None if bits is None else faiss.IDSelectorBitmap(bits)
         d, i = self.index.search(q[qs], k, params=_search_params(self, sel, nprobe, k_factor, ef_search))
         D[qs], I[qs] = d, i
-    miss = I < 0
-    if self.metric == 'cosine': D = np.where(miss, np.inf, 1 - D)
-    else: D = np.where(miss, np.inf, D)
-    safe = np.where(miss, 0, I)
-    res = SearchResult(np.where(miss, -1, self.ids[safe]), D.astype(np.float32), I, np.where(miss, -1, self.pids[safe]),
-                       np.where(miss, -1, self.camids[safe]),
-                       None if self.paths is None else [[self.paths[j] if j >= 0 else None for j in row] for row in I])
-    return res
+    return _result(self, I, np.where(I < 0, np.inf, 1 - D if self.metric == 'cosine' else D))
+
+def _result(g:Gallery, rows:np.ndarray, dist:np.ndarray)->SearchResult:
+    "A `SearchResult` for nq×k gallery rows (-1: no hit) and their distances."
+    miss = rows < 0; safe = np.where(miss, 0, rows)
+    return SearchResult(np.where(miss, -1, g.ids[safe]), dist.astype(np.float32), rows, np.where(miss, -1, g.pids[safe]),
+                        np.where(miss, -1, g.camids[safe]),
+                        None if g.paths is None else [[g.paths[j] if j >= 0 else None for j in row] for row in rows])
 
 Gallery.search = _search
 

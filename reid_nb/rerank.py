@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from .metrics import iter_distance
+from .core import InputValueError
 
 # %% auto #0
 __all__ = ['re_ranking', 'rerank_features', 'query_expansion', 'gallery_rerank', 'gallery_query_expansion']
@@ -292,7 +293,7 @@ def _gallery_vectors(gallery, rows)->np.ndarray:
     "The stored (normalised, for cosine galleries) vectors of these gallery rows."
     rows = np.asarray(rows, np.int64).reshape(-1)
     if not len(rows): return np.zeros((0, gallery.dim), np.float32)
-    return np.stack([gallery.index.reconstruct(int(r)) for r in rows]).astype(np.float32)
+    return gallery.index.reconstruct_batch(rows).astype(np.float32)
 
 def gallery_rerank(gallery, # a `reid_nb.gallery.Gallery`
                    queries, # nq×D query features
@@ -302,10 +303,10 @@ def gallery_rerank(gallery, # a `reid_nb.gallery.Gallery`
                    **search_kw, # passed to `Gallery.search` (exclude=, q_camids=, nprobe=, ...)
                   ):
     "k-reciprocal re-ranking of each query's gallery shortlist; a `SearchResult` with the re-ranked top-k."
-    from reid_nb.gallery import SearchResult, _as_f32
+    from reid_nb.gallery import _as_f32, _result
     q = _as_f32(queries, 'queries')
     shortlist = min(int(shortlist), len(gallery))
-    if not 1 <= topk <= shortlist: raise ValueError(f"gallery_rerank: topk={topk} must be between 1 and the shortlist, {shortlist}")
+    if not 1 <= topk <= shortlist: raise InputValueError(f"gallery_rerank: topk={topk} must be between 1 and the shortlist, {shortlist}")
     r = gallery.search(q, shortlist, **search_kw)
     metric = gallery.metric
     out_rows = np.full((len(q), topk), -1, np.int64); out_d = np.full((len(q), topk), np.inf, np.float32)
@@ -318,10 +319,7 @@ def gallery_rerank(gallery, # a `reid_nb.gallery.Gallery`
         d = rerank_features(qf, gf, metric, k1=kk, k2=min(k2, kk + 1), lambda_value=lambda_value)[0].numpy()
         o = np.argsort(d, kind='stable')[:topk]
         out_rows[i, :len(o)], out_d[i, :len(o)] = rows[o], d[o]
-    miss = out_rows < 0; safe = np.where(miss, 0, out_rows)
-    return SearchResult(np.where(miss, -1, gallery.ids[safe]), out_d, out_rows, np.where(miss, -1, gallery.pids[safe]),
-                        np.where(miss, -1, gallery.camids[safe]),
-                        None if gallery.paths is None else [[gallery.paths[j] if j >= 0 else None for j in row] for row in out_rows])
+    return _result(gallery, out_rows, out_d)
 
 def gallery_query_expansion(gallery, # a `reid_nb.gallery.Gallery`
                             queries, # nq×D query features

@@ -44,12 +44,16 @@ def notebooks(nbs:Path)->list[Path]:
     "The notebooks nbdev documents, in listing order (`_*` and hidden files skipped)."
     return sorted(p for p in nbs.glob('*.ipynb') if not p.name.startswith(('_', '.')))
 
-def _digest(path:Path)->str:
-    "A key for the processed copy: the notebook, the package it documents and nbdev's version."
+def _package_digest()->bytes:
+    "The package the notebooks document and nbdev's version: processed copies are stale when either changes."
     import nbdev
-    h = hashlib.sha256(path.read_bytes() + nbdev.__version__.encode())
+    h = hashlib.sha256(nbdev.__version__.encode())
     for f in sorted((ROOT/'reid_nb').rglob('*.py')): h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+    return h.digest()
+
+def _digest(path:Path, package:bytes)->str:
+    "A key for the processed copy of one notebook."
+    return hashlib.sha256(path.read_bytes() + package).hexdigest()[:16]
 
 def _process(args)->str|None:
     "Process one notebook in a fresh Python (`show_doc` cells execute the notebook's imports and exports)."
@@ -199,10 +203,10 @@ def main(argv=None)->int:
         rel = f.relative_to(nbs)
         if f.is_file() and f.suffix not in ('.ipynb', '.yml', '.yaml') and not any(o.startswith(('.', '_')) for o in rel.parts):
             (src/rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, src/rel)
-    jobs, names = [], {}
+    jobs, names, keys, package = [], {}, {}, _package_digest()
     for nb in nbl:
         names[nb] = nbpath2html(nb).stem   # 00_core.ipynb -> core, like nbdev's Quarto site
-        key = cache/f"{names[nb]}.{_digest(nb)}.ipynb"
+        keys[nb] = key = cache/f"{names[nb]}.{_digest(nb, package)}.ipynb"
         if not key.exists(): jobs.append((str(nb), str(key)))
     print(f"== processing {len(jobs)} of {len(nbl)} notebooks with nbdev (others cached)", flush=True)
     errors = []
@@ -216,7 +220,7 @@ def main(argv=None)->int:
     for old in src.glob('*.ipynb'): old.unlink()
     pages = []
     for nb in nbl:
-        key = cache/f"{names[nb]}.{_digest(nb)}.ipynb"
+        key = keys[nb]
         for stale in cache.glob(f"{names[nb]}.*.ipynb"):
             if stale != key: stale.unlink()
         d = to_myst(json.loads(key.read_text()), site)
