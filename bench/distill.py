@@ -9,9 +9,13 @@ baseline gets the same copy through `ResizeBatch`), and the student is evaluated
 same weights, see the same batches (same seed) and train for the same epochs; two seeds each. The distillation is
 FastReID's (`KD_FASTREID`: symmetric KL of softmax(logits/16), weight 1).
 
-    python bench/distill.py --teacher /work/market_run/checkpoints/best.pth            # 4 runs (~40 min on 1 core), then the table
+    python bench/distill.py --teacher /work/market_run/checkpoints/best.pth            # 4 runs (~30 min on 1 core), then the table
     python bench/distill.py --only alone:0 ; python bench/distill.py --only kd:0 ...   # one run each (run two at once on two cores)
     python bench/distill.py --report                                                   # the table from the runs in --out, + speed
+
+Measured (2-core shared machine, 1 torch thread; teacher = bench/train_market.py's MobileNetV2, 128x64, mAP 48.1), 6 epochs:
+    student alone 64x32: mAP 23.3 / 24.0 (seeds 0 / 1; 6.1 / 4.8 min) -> + KD: 29.1 / 29.4 (9.2 / 9.8 min): +5.6 mAP, +7.1 rank-1;
+    student 2.05 ms/image vs teacher 9.68 ms/image (4.7x faster) -- bench/results/distill.json
 
 Root: --root, else $REID_NB_MARKET, else ../shared/data/market1501_train (skips cleanly when absent).
 Results: <out>/<mode>_s<seed>.json per run; bench/results/distill.json (the table, command, date, hardware, commit).
@@ -89,7 +93,7 @@ def run_one(a, mode:str, seed:int, df)->dict:
     minutes = (time.time() - t0) / 60
     n = len(dls.train)
     terms = {k: statistics.fmean(v[-n:]) for k, v in learn.recorder.terms.items()}
-    r = dict(mode=mode, seed=seed, rank1=float(res.cmc[0]) * 100, mAP=float(res.mAP) * 100, mINP=float(res.mINP) * 100, minutes=minutes,
+    r = dict(command=shlex.join(['python', 'bench/distill.py', *sys.argv[1:]]), mode=mode, seed=seed, rank1=float(res.cmc[0]) * 100, mAP=float(res.mAP) * 100, mINP=float(res.mINP) * 100, minutes=minutes,
              last_epoch_terms=terms, teacher_batch_acc=t_acc, kd=(None if mode == 'alone' else kd), epochs=a.epochs, size=a.size,
              teacher_size=list(t_size), iters_per_epoch=n)
     save_json(r, Path(a.out)/f'{mode}_s{seed}.json')
@@ -163,7 +167,7 @@ def report(a, argv)->int:
                     'commit': commit(), 'dataset': 'Market1501',
                     'data': "Market-1501 proxy: 376 train ids, 375 test ids (make_query_gallery seed 0) from bounding_box_train; not the official query/gallery",
                     'teacher': {'path': a.teacher, 'metrics': tm, **t}, 'student': {'arch': a.arch, **s_}, 'speedup': sp['speedup'],
-                    'runs': [runs[k] for k in sorted(runs)], 'summary': summary, 'published_dukemtmc': PUBLISHED}
+                    'runs': [{'command': shlex.join(['python', 'bench/distill.py', '--only', f'{m}:{s}', '--out', a.out]), **runs[(m, s)]} for m, s in sorted(runs)], 'summary': summary, 'published_dukemtmc': PUBLISHED}
         save_json(res_json, Path(a.results)/'distill.json'); print(f"results: {Path(a.results)/'distill.json'}")
     return 0
 
