@@ -15,7 +15,7 @@ FastReID's (`KD_FASTREID`: symmetric KL of softmax(logits/16), weight 1).
 
 Measured (2-core shared machine, 1 torch thread; teacher = bench/train_market.py's MobileNetV2, 128x64, mAP 48.1), 6 epochs:
     student alone 64x32: mAP 23.3 / 24.0 (seeds 0 / 1; 6.1 / 4.8 min) -> + KD: 29.1 / 29.4 (9.2 / 9.8 min): +5.6 mAP, +7.1 rank-1;
-    student 2.05 ms/image vs teacher 9.68 ms/image (4.7x faster) -- bench/results/distill.json
+    student 2.18 ms/image vs teacher 9.74 ms/image (4.5x faster) -- bench/results/distill.json
 
 Root: --root, else $REID_NB_MARKET, else ../shared/data/market1501_train (skips cleanly when absent).
 Results: <out>/<mode>_s<seed>.json per run; bench/results/distill.json (the table, command, date, hardware, commit).
