@@ -16,12 +16,12 @@ from .models import build_model, MGN
 
 # %% auto #0
 __all__ = ['FASTREID_RENAMES', 'TORCHREID_ARCHS', 'fastreid_model_args', 'build_model_from_config', 'fastreid_data_args',
-           'recipe_from_config', 'fastreid_filter_fn', 'load_fastreid_checkpoint', 'torchreid_filter_fn',
-           'load_torchreid_checkpoint', 'load_foreign_checkpoint']
+           'recipe_from_config', 'kd_from_config', 'fastreid_filter_fn', 'load_fastreid_checkpoint',
+           'torchreid_filter_fn', 'load_torchreid_checkpoint', 'load_foreign_checkpoint']
 
 # %% ../nbs/15_fastreid.ipynb #0fc75be7
 _FR_CLS = {'Linear': 'linear', 'CosSoftmax': 'cosSoftmax', 'ArcSoftmax': 'arcSoftmax', 'CircleSoftmax': 'circleSoftmax'}
-_FR_META = {'Baseline': 'baseline', 'MGN': 'mgn'}
+_FR_META = {'Baseline': 'baseline', 'MGN': 'mgn', 'Distiller': 'baseline'}  # a Distiller's own model is a Baseline (its KD section: `kd_from_config`)
 _FR_RESNEST = {'50x': 'resnest50d', '101x': 'resnest101e', '200x': 'resnest200e', '269x': 'resnest269e'}  # timm's equivalents
 _FR_OSNET = ('x1_0', 'x0_75', 'x0_5', 'x0_25')
 
@@ -149,6 +149,23 @@ def recipe_from_config(cfg:dict|str|Path, # a config from `load_config`, or a YA
     run = dict(datasets=_listify(g('DATASETS.NAMES')), tests=_listify(g('DATASETS.TESTS')), output_dir=g('OUTPUT_DIR'),
                weights=g('MODEL.WEIGHTS') or None, seed=int(g('SEED')))
     return dict(name=Path(str(g('OUTPUT_DIR'))).name or 'config', model=model, loss=loss, solver=solver, data=data, test=test, run=run)
+
+# %% ../nbs/15_fastreid.ipynb #7c7a1c7a
+def kd_from_config(cfg:dict|str|Path, # a FastReID-keyed config (from `load_config`) or a YAML path with a `KD:` section
+                  )->dict:
+    "`distill_learner` arguments from a config's KD section: `teachers` (checkpoint `path` + FastReID `config` each) and `kd`."
+    cfg = _config(cfg)
+    g = lambda k: cfg_get(cfg, k)
+    meta = g('MODEL.META_ARCHITECTURE')
+    if meta == 'DistillerOverhaul': raise _unsupported('MODEL.META_ARCHITECTURE', meta, ['Distiller (overhaul feature distillation is not implemented)'])
+    weights, configs = _listify(g('KD.MODEL_WEIGHTS')), _listify(g('KD.MODEL_CONFIG'))
+    if len(weights) != len(configs):
+        raise InputValueError(f"config keys KD.MODEL_WEIGHTS ({len(weights)} entries) and KD.MODEL_CONFIG ({len(configs)}) must name one checkpoint "
+                              "and one config per teacher")
+    ema = float(g('KD.EMA.MOMENTUM')) if g('KD.EMA.ENABLED') else None
+    if not weights and ema is None: raise InputValueError("config has no teacher: KD.MODEL_WEIGHTS is empty and KD.EMA.ENABLED is False")
+    return dict(teachers=[dict(path=w, config=c or None) for w, c in zip(weights, configs)],
+                kd=dict(logits='sym_kl', T=16., logit_weight=1., pkt_weight=0., ema=ema))
 
 # %% ../nbs/15_fastreid.ipynb #c8818e4a
 _MGN_POOL = r'^(b1|b2|b21|b22|b3|b31|b32|b33)_head\.pool_layer\.'
