@@ -81,7 +81,7 @@ def train(config_file:str, # FastReID-style YAML
           seed:int|None=None, # overrides the config's SEED
          ):
     "Train as the config says; returns the final `ReIDResult` (None when a resumed run had already finished)."
-    from reid_nb.config import save_config
+    from reid_nb.config import save_config, cfg_get
     from reid_nb.core import seed_everything
     from reid_nb.fastreid import recipe_from_config
     from reid_nb.learner import recipe_dataloaders, reid_learner
@@ -122,7 +122,15 @@ def train(config_file:str, # FastReID-style YAML
                       f"{r['model']['arch']} from RANDOM weights. Set MODEL.BACKBONE.PRETRAIN_PATH to "
                       f"{pretrained_hint(r['model']['arch'], r['model'].get('with_ibn', False))}, or MODEL.BACKBONE.PRETRAIN False to say random weights are meant")
         pretrained = False
-    learn = reid_learner(dls, pretrained=pretrained, path=out, cbs=CSVLog(fname='log.csv', append=resume))
+    log = CSVLog(fname='log.csv', append=resume)
+    if cfg_get(cfg, 'MODEL.META_ARCHITECTURE') == 'Distiller':  # FastDistill: the KD section's teachers distil into this student
+        from reid_nb.fastreid import kd_from_config
+        from reid_nb.distill import distill_learner
+        from reid_nb.models import load_reid_model
+        kd = kd_from_config(cfg)
+        teachers = [load_reid_model(t['path'], config=t['config']) for t in kd['teachers']]
+        learn = distill_learner(dls, teacher=teachers, kd=kd['kd'], pretrained=pretrained, path=out, cbs=log)
+    else: learn = reid_learner(dls, pretrained=pretrained, path=out, cbs=log)
     if overwrite and main_rank:  # only now that the data, the config and the model are known to be good
         for f in earlier: (out/f).unlink()
     if main_rank: print(f"train: {dls.n_classes} identities, {dls.train.n} images ({len(dls.train)} batches of {dls.train.bs}) at {dls.settings['size']}; "

@@ -108,6 +108,26 @@ def test_train_eval_resume(tmp_path):
     _train(f, data, '--epochs', 1, '--overwrite', cache=cache)
     assert list(pd.read_csv(out/'log.csv').epoch) == [0]
 
+def test_train_distiller_config(tmp_path):
+    "A FastDistill config (META_ARCHITECTURE Distiller + KD section) distils its teacher; the teacher stays out of the student's files."
+    import torch
+    data, cache = _data(tmp_path), tmp_path/'cache'
+    _train(_config(tmp_path, out='teacher'), data, '--epochs', 1, cache=cache)
+    tw = tmp_path/'teacher'/'checkpoints'/'last.pth'
+    before = tw.read_bytes()
+    f = _config(tmp_path, out='student', MODEL={'META_ARCHITECTURE': 'Distiller'},
+                KD={'MODEL_CONFIG': [str(tmp_path/'teacher'/'config.yaml')], 'MODEL_WEIGHTS': [str(tw)]})
+    p = _train(f, data, '--epochs', 1, cache=cache)
+    header = p.stdout.splitlines()[1].split()
+    assert 'kd_logits' in header, p.stdout[:500]                                     # the distillation term is trained and shown
+    assert tw.read_bytes() == before                                                   # the teacher's file is untouched
+    sd = torch.load(tmp_path/'student'/'checkpoints'/'last.pth', map_location='cpu', weights_only=False)
+    from reid_nb.models import load_reid_model
+    student = load_reid_model(tmp_path/'student'/'checkpoints'/'last.pth')           # loads strictly: the student's tensors only
+    assert set(sd['model']) == set(student.state_dict()) and not any('teacher' in k for k in sd['model'])
+    _one_line_error(reid_nb('train', '--config-file', _config(tmp_path, out='s2', MODEL={'META_ARCHITECTURE': 'Distiller'}), '--root', data, cache=cache),
+                    'KD.MODEL_WEIGHTS')                                                # a Distiller with no teacher is refused, not trained alone
+
 def test_seed_makes_runs_repeatable(tmp_path):
     data, cache = _data(tmp_path), tmp_path/'cache'
     logs = []
