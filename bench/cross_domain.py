@@ -12,6 +12,7 @@ markdown table and writes bench/results/cross_domain.json:
     python bench/cross_domain.py --setting none
     python bench/cross_domain.py --setting dbscan --seed 0     # ... and --seed 1, and --setting mlt
     python bench/cross_domain.py --assemble
+    python bench/cross_domain.py --labels      # pseudo-label quality of the source features, piece by piece (no training)
 """
 import argparse, json, os, shlex, sys, time, datetime
 from pathlib import Path
@@ -39,12 +40,49 @@ def run(a):
               eval_df=test_df, truth=adapt_df.pid.to_numpy())
     _, table = adapt_domain(a.weights, adapt_df.drop(columns='pid'), a.setting, **kw)
     out = dict(setting=a.setting, seed=a.seed, seconds=round(time.time() - t0, 1), rounds=table.to_dict('records'),
-               args={k: v for k, v in vars(a).items() if k != 'assemble'},
+               args={k: v for k, v in vars(a).items() if k not in ('assemble', 'labels')},
                command='python bench/cross_domain.py ' + shlex.join(sys.argv[1:]), hardware=hardware(a.threads), commit=commit(),
                date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
     save_json(out, PARTS / f"{a.setting}_s{a.seed}.json")
     print(table.to_string(), flush=True)
     return out
+
+def label_quality(a):
+    "Pseudo-label quality of the source model's features on the adaptation half (no training): what each piece adds."
+    import torch, torch.nn.functional as F
+    torch.set_num_threads(a.threads)
+    from reid_nb.adapt import cuhk03_pairs, cross_domain_split, _train_rows
+    from reid_nb.models import load_reid_model
+    from reid_nb.data.loaders import ReIDDataset, ReIDLoader
+    from reid_nb.data.transforms import build_transforms
+    from reid_nb.rerank import jaccard_distance
+    from reid_nb.pseudo_labels import (granularity_features, mixed_jaccard, dbscan_labels, mix_features, kmeans_labels,
+                                       transport_labels, cluster_quality)
+    root = Path(a.root)
+    if not (root / 'images').is_dir() or not Path(a.weights).is_file(): print("skipped: CUHK03 folder or source weights not found"); return
+    adapt_df, _ = cross_domain_split(cuhk03_pairs(root), seed=a.split_seed)
+    y = adapt_df.pid.to_numpy()
+    m = load_reid_model(a.weights)
+    dl = ReIDLoader(ReIDDataset(_train_rows(adapt_df), build_transforms(tuple(m.reid_meta['size_test']), is_train=False)), batch_size=128)
+    f = granularity_features(m, dl, 2)
+    rows = []
+    def add(name, lab): rows.append(dict(labels=name, **cluster_quality(lab, y)))
+    for w in (0., 0.3):
+        d = jaccard_distance(f['global'], 30, 6) if w == 0 else mixed_jaccard(f, w, 30, 6)
+        for eps in (0.5, 0.6): add(f"DBSCAN eps {eps}, {'global' if w == 0 else f'mixture w={w}'}", dbscan_labels(d, eps, 4))
+    z = mix_features(f, 0.3)
+    for k in (270, 370, 410):
+        yk, ck = kmeans_labels(z, k)
+        add(f"K-means K={k} (mixture feature)", yk)
+        add(f"  + Sinkhorn λ=25, uniform", transport_labels(F.normalize(z, dim=1) @ F.normalize(torch.as_tensor(ck), dim=1).T, 25.))
+    lines = ['| labels (source model, adaptation half) | clusters | outliers | NMI | ARI | pair precision | pair recall | pair F1 |',
+             '| --- | --- | --- | --- | --- | --- | --- | --- |']
+    lines += [f"| {r['labels']} | {r['clusters']} | {r['outliers']} | {r['nmi']:.3f} | {r['ari']:.3f} | {r['pair_precision']:.3f} | "
+              f"{r['pair_recall']:.3f} | {r['pair_f1']:.3f} |" for r in rows]
+    print('\n'.join(lines))
+    save_json(dict(table='\n'.join(lines), rows=rows, command='python bench/cross_domain.py ' + shlex.join(sys.argv[1:]),
+                   hardware=hardware(a.threads), commit=commit(), date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')),
+              HERE / 'results' / 'cross_domain_labels.json')
 
 NAMES = {'none': 'direct transfer', 'dbscan': 'DBSCAN baseline', 'mlt': 'mixture (MLT-style)'}
 
@@ -90,8 +128,10 @@ def main(argv=None):
     p.add_argument('--num-instances', type=int, default=4)
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--assemble', action='store_true', help='print the table of the partial results')
+    p.add_argument('--labels', action='store_true', help="only the pseudo-label quality of the source model's features (no training)")
     a = p.parse_args(argv)
     if a.assemble: return assemble()
+    if a.labels: return label_quality(a)
     run(a)
 
 if __name__ == '__main__': main()
