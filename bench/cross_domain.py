@@ -98,7 +98,7 @@ def assemble():
         for p in sorted(runs, key=lambda p: p['seed']):
             last = p['rounds'][-1]
             nmi = ' / '.join(f"{r['nmi']:.3f}" for r in p['rounds'][1:] if 'nmi' in r) or '–'
-            cl = ' / '.join(str(r['clusters']) for r in p['rounds'][1:] if 'clusters' in r) or '–'
+            cl = ' / '.join(str(int(r['clusters'])) for r in p['rounds'][1:] if 'clusters' in r) or '–'
             lines.append(f"| {NAMES[s]} | {p['seed'] if s != 'none' else '–'} | {100 * last['rank1']:.1f} | {100 * last['mAP']:.1f} | "
                          f"{100 * last['mINP']:.1f} | {nmi} | {cl} | {p['seconds'] / 60:.1f} min |")
         if runs:
@@ -106,8 +106,8 @@ def assemble():
             summary[s] = {k: dict(mean=float(np.mean(v)), min=float(np.min(v)), max=float(np.max(v)), n=len(v)) for k, v in m.items()}
     for s, v in summary.items():
         if v['mAP']['n'] > 1:
-            lines.append(f"| {NAMES[s]} (mean of {v['mAP']['n']}) | | {v['rank1']['mean']:.1f} | {v['mAP']['mean']:.1f} "
-                         f"(spread {v['mAP']['max'] - v['mAP']['min']:.1f}) | {v['mINP']['mean']:.1f} | | | |")
+            sp = lambda k: f"{v[k]['mean']:.1f} (range {v[k]['min']:.1f}–{v[k]['max']:.1f})"
+            lines.append(f"| **{NAMES[s]}, mean of {v['mAP']['n']} seeds** | | {sp('rank1')} | {sp('mAP')} | {sp('mINP')} | | | |")
     table = '\n'.join(lines)
     print(table)
     save_json(dict(table=table, summary=summary, runs=parts, commands=sorted({p['command'] for p in parts}),
