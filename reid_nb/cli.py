@@ -12,7 +12,7 @@ from .core import InputError
 
 # %% auto #0
 __all__ = ['CLIError', 'data_root', 'cache_dir', 'train', 'evaluate_checkpoint', 'demo', 'export_model', 'embed_images',
-           'build_gallery', 'search_gallery', 'main']
+           'build_gallery', 'search_gallery', 'adapt_checkpoint', 'main']
 
 # %% ../nbs/50_cli.ipynb #646bc348
 class CLIError(InputError):
@@ -379,9 +379,41 @@ _DEPLOY = dict(export=lambda a: export_model(a.weights, a.format, a.out, a.calib
                index=lambda a: build_gallery(a.feats, a.out, a.index),
                search=lambda a: search_gallery(a.images, a.gallery, a.k, a.weights, a.plot))
 
+# %% ../nbs/50_cli.ipynb #90acbe16
+def adapt_checkpoint(weights:str, # the source model: a reid_nb checkpoint
+                     target:str, # a folder of the target's images, or a CSV with a `path` column (pids ignored)
+                     out:str, # the adapted checkpoint to write
+                     method:str='mlt', # 'mlt', 'dbscan' or 'none'
+                     rounds:int=3, epochs:int=2, # pseudo-label rounds, fine-tuning epochs per round
+                     momentum:float=0.999, # EMA teacher momentum
+                     eval_csv:str|None=None, # labelled query/gallery CSV of the target site, for the table only
+                     seed:int=0,
+                     **label_kw, # `pseudo_labels` options (eps, min_samples, k1, k2)
+                    ):
+    "Adapt a checkpoint to a folder of unlabelled images; writes `out` and `out`.csv (the per-round table); returns the table."
+    import pandas as pd
+    from reid_nb.adapt import adapt_domain
+    from reid_nb.data.datasets import from_csv
+    from reid_nb.models import save_reid_model
+    if not Path(weights).is_file(): raise CLIError(f"--weights {weights} is not a file")
+    frame = _image_frame(target)
+    eval_df = from_csv(eval_csv) if eval_csv else None
+    if eval_df is not None and not {'query', 'gallery'} <= set(eval_df.split):
+        raise CLIError(f"--eval {eval_csv} needs rows with split 'query' and 'gallery' (it has {sorted(set(eval_df.split))})")
+    print(f"adapting {weights} to {len(frame)} images of {target} ({method}, {rounds} rounds x {epochs} epochs)", flush=True)
+    model, table = adapt_domain(weights, frame.drop(columns='pid'), method, rounds=rounds, epochs=epochs, momentum=momentum,
+                                eval_df=eval_df, seed=seed, **{k: v for k, v in label_kw.items() if v is not None})
+    out = Path(out)
+    meta = getattr(model, 'reid_meta', {})
+    save_reid_model(out, model, size=meta.get('size'), size_test=meta.get('size_test'), adapted=dict(method=method, rounds=rounds, epochs=epochs, target=str(target)))
+    table.to_csv(out.with_suffix('.csv'), index=False)
+    print(table.to_string(index=False), flush=True)
+    print(f"wrote {out} and {out.with_suffix('.csv')}", flush=True)
+    return table
+
 # %% ../nbs/50_cli.ipynb #2bc74edd
 def _parser():
-    p = argparse.ArgumentParser(prog='reid-nb', description='reid_nb: train, evaluate, try, export and search re-identification models')
+    p = argparse.ArgumentParser(prog='reid-nb', description='reid_nb: train, evaluate, adapt, try, export and search re-identification models')
     sub = p.add_subparsers(dest='cmd', required=True)
     t = sub.add_parser('train', help='train with a FastReID-style config')
     t.add_argument('--config-file', required=True)
@@ -404,6 +436,17 @@ def _parser():
     d.add_argument('--arch', default='mobilenetv2_100')
     d.add_argument('--size', type=int, nargs=2, default=[64, 32])
     d.add_argument('--seed', type=int, default=0)
+    a = sub.add_parser('adapt', help='adapt a checkpoint to a new site from its unlabelled images (pseudo labels + mean teacher)')
+    a.add_argument('--weights', required=True, help='the source model (a reid_nb checkpoint)')
+    a.add_argument('--target', required=True, help="a folder of the new site's images, or a CSV with a path column")
+    a.add_argument('-o', '--out', required=True, help='the adapted checkpoint to write (and OUT.csv: the per-round table)')
+    a.add_argument('--method', default='mlt', choices=['mlt', 'dbscan', 'none'])
+    a.add_argument('--rounds', type=int, default=3)
+    a.add_argument('--epochs', type=int, default=2, help='fine-tuning epochs per round')
+    a.add_argument('--momentum', type=float, default=0.999, help='EMA teacher momentum')
+    a.add_argument('--eval', help='CSV of labelled query/gallery images of the new site (reporting only)')
+    a.add_argument('--seed', type=int, default=0)
+    for k, t in (('--eps', float), ('--min-samples', int), ('--k1', int), ('--k2', int)): a.add_argument(k, type=t, help='pseudo-label setting (see reid_nb.pseudo_labels)')
     _deploy_parsers(sub)
     return p
 
@@ -427,6 +470,8 @@ def main(argv:list|None=None)->int:
             if args.cmd == 'train': train(args.config_file, args.opts, args.root, args.epochs, args.resume, args.overwrite, args.seed)
             elif args.cmd == 'eval': evaluate_checkpoint(args.weights, args.config_file, args.opts, args.root)
             elif args.cmd == 'demo': demo(args.out, args.n_ids, args.epochs, args.arch, tuple(args.size), seed=args.seed)
+            elif args.cmd == 'adapt': adapt_checkpoint(args.weights, args.target, args.out, args.method, args.rounds, args.epochs, args.momentum,
+                                                       args.eval, args.seed, eps=args.eps, min_samples=args.min_samples, k1=args.k1, k2=args.k2)
             elif args.cmd in _DEPLOY: _DEPLOY[args.cmd](args)
     except InputError as e:
         print(f"reid-nb: error: {_one_line(e)}", file=sys.stderr)

@@ -14,7 +14,7 @@ from .metrics import iter_distance
 from .core import InputValueError
 
 # %% auto #0
-__all__ = ['re_ranking', 'rerank_features', 'query_expansion', 'gallery_rerank', 'gallery_query_expansion']
+__all__ = ['re_ranking', 'rerank_features', 'jaccard_distance', 'query_expansion', 'gallery_rerank', 'gallery_query_expansion']
 
 # %% ../nbs/31_rerank.ipynb #8b889de2
 def _k_reciprocal(R:Tensor, # N×W ranked neighbours (row i: i's nearest first)
@@ -265,6 +265,47 @@ def rerank_features(qf:Tensor, # q×D query features
             d[m] = _pair_dist2(x.take(r[m]), x.take(c[m]), metric)
         return d / rmax[r]
     return _rerank_core(best_i[:, :K], pair_d, qg, rmax[:q], q, k1, k2, lambda_value)
+
+# %% ../nbs/31_rerank.ipynb #8f8d8d08
+@torch.no_grad()
+def jaccard_distance(feats:Tensor, # N×D features (L2-normalised inside)
+                     k1:int=30, # size of the k-reciprocal neighbourhood (MMT / SpCL: 30)
+                     k2:int=6, # size of the local query expansion (1: none)
+                     chunk:int=4096, # block size of the neighbour pass
+                     budget:int=1<<22, # pair contributions handled at a time
+                    ):
+    "k-reciprocal Jaccard distances between all rows of `feats`: a scipy CSR N×N matrix, stored where < 1 (diagonal: explicit 0)."
+    import scipy.sparse as sp
+    if feats.ndim != 2 or len(feats) < 2: raise InputValueError(f"jaccard_distance: feats must be N×D with N >= 2, got {tuple(feats.shape)}")
+    if k1 < 1 or k2 < 1: raise InputValueError(f"jaccard_distance: k1={k1} and k2={k2} must be >= 1")
+    f = F.normalize(feats.float(), dim=1); N = len(f)
+    x = _Stacked(f, f[:0])
+    K = min(max(k1 + 1, k2), N); W = min(max(K, 2 * (k1 + 1)), N)
+    best_v, best_i, _, _ = _neighbour_pass(x, N, W, 'euclidean', chunk)   # squared distances 2 - 2cos
+    R = best_i[:, :K]
+    rows, cols = _expansion_sets(R, k1)
+    d = _lookup(best_v, best_i, rows, cols)
+    miss = torch.isnan(d)
+    if miss.any(): d[miss] = _pair_dist2(f[rows[miss]], f[cols[miss]], 'euclidean')
+    w = torch.exp(-d)
+    vals = w / torch.zeros(N, dtype=w.dtype).index_add_(0, rows, w)[rows]
+    if k2 != 1: rows, cols, vals = _local_qe(_csr_ptr(rows, N), cols, vals, R, k2, N)
+    rowptr = _csr_ptr(rows, N)
+    order = torch.argsort(cols, stable=True)                 # inverted index: the rows of V, by column
+    ir, iv = rows[order], vals[order]
+    colptr = _csr_ptr(cols, N); colcnt = colptr[1:] - colptr[:-1]
+    cost = torch.zeros(N, dtype=torch.long).index_add_(0, rows, colcnt[cols])
+    out_r, out_c, out_d = [], [], []
+    for s, e in _chunks_by_cost(cost, budget, 1 << 20):
+        a, b = int(rowptr[s]), int(rowptr[e])
+        rep, off = _expand(colptr, cols[a:b], colcnt[cols[a:b]])
+        key = (rows[a:b][rep] - s) * N + ir[off]
+        ukey, inv = torch.unique(key, sorted=True, return_inverse=True)
+        m = torch.zeros(len(ukey), dtype=vals.dtype).index_add_(0, inv, torch.minimum(vals[a:b][rep], iv[off]))
+        out_r.append(ukey // N + s); out_c.append(ukey % N); out_d.append((1 - m / (2 - m)).clamp_min(0))
+    r, c, dj = (torch.cat(t).numpy() for t in (out_r, out_c, out_d))
+    dj[r == c] = 0.                                          # V_p vs itself: exactly 0 (float rounding aside)
+    return sp.csr_matrix((dj.astype(np.float64), (r, c)), shape=(N, N))
 
 # %% ../nbs/31_rerank.ipynb #aa024373
 @torch.no_grad()
