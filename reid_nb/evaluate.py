@@ -267,10 +267,10 @@ def reid_eval(model:nn.Module, # a model whose eval-mode forward returns B×D em
               metric:str=TEST_DEFAULTS['metric'], # distance for ranking
               parent=None, # a fastprogress master bar to nest the extraction bars in; None: no bars
               verbose:bool=False, # print the results table
-              **kwargs, # more `evaluate` options, e.g. rerank=dict(k1=20), qe=dict(qe_k=10)
+              **kwargs, # more `evaluate` options, e.g. rerank=dict(k1=20), qe=dict(qe_k=10), dsr=dict(k=100, lam=0.3) (spatial features extracted then)
              )->ReIDResult:
     "Extract the query and gallery features and evaluate them: a `ReIDResult`."
     _check_metric(metric); _check_protocol(kwargs.get('protocol', 'market'))
     bar = lambda dl: dl if parent is None else progress_bar(dl, parent=parent, leave=False)
-    feats = lambda dl: extract_features(model, bar(dl), flip=flip, progress=False)
+    feats = lambda dl: extract_features(model, bar(dl), flip=flip, progress=False, spatial=kwargs.get('dsr') is not None)
     return evaluate(feats(query_dl), feats(gallery_dl), metric=metric, verbose=verbose, **kwargs)
