@@ -50,6 +50,7 @@ def main(argv=None):
     p.add_argument('--epochs', type=int, default=2, help='fine-tuning epochs with the partial recipe (0: none)')
     p.add_argument('--base-lr', type=float, default=3.5e-4)
     p.add_argument('--bs', type=int, default=64)
+    p.add_argument('--rea-prob', type=float, default=None, help="random erasing in the fine-tuning (default: the partial recipe's, 0 as FastReID)")
     p.add_argument('--k', type=int, default=100, help='gallery items re-ranked by DSR per query (FastReID: 100)')
     p.add_argument('--n-test-ids', type=int, default=375)
     p.add_argument('--seed', type=int, default=0)
@@ -94,7 +95,8 @@ def main(argv=None):
     with torch.no_grad():
         model.heads.bnneck_occ.load_state_dict(model.heads.bottleneck.state_dict())
         model.heads.weight_occ.copy_(model.heads.weight)
-    dls = recipe_dataloaders(df, 'partial', size=size, bs=a.bs, num_instances=4, test_bs=256, num_workers=0, seed=a.seed)
+    rea = {} if a.rea_prob is None else dict(rea_prob=a.rea_prob)
+    dls = recipe_dataloaders(df, 'partial', size=size, bs=a.bs, num_instances=4, test_bs=256, num_workers=0, seed=a.seed, **rea)
     if a.epochs:
         seed_everything(a.seed)
         learn = reid_learner(dls, recipe='partial', model=model, base_lr=a.base_lr, epochs=a.epochs)
@@ -196,7 +198,7 @@ def main(argv=None):
     res_json = {
         'bench': 'partial', 'command': shlex.join(['python', 'bench/partial.py', *(sys.argv[1:] if argv is None else argv)]),
         'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'), 'hardware': hardware(a.threads), 'commit': commit(),
-        'dataset': 'Market1501', 'arch': b['arch'], 'size': list(size), 'source': a.source, 'epochs': a.epochs, 'base_lr': a.base_lr, 'k': a.k,
+        'dataset': 'Market1501', 'arch': b['arch'], 'size': list(size), 'source': a.source, 'epochs': a.epochs, 'base_lr': a.base_lr, 'rea_prob': a.rea_prob, 'k': a.k,
         'data': (f"Market-1501 proxy split (make_query_gallery, {a.n_test_ids} test ids, seed {a.seed}); test ids halved (seed {a.seed}): "
                  f"{len(halves['val'])} for choosing lambda, {len(halves['test'])} reported"),
         'lambda': lam, 'lambda_per_condition': {f"{v}/{m}": l for (v, m), l in lam_each.items()},
