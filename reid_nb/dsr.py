@@ -197,7 +197,7 @@ def _topk_pairs(dist:Tensor, k:int)->Tensor:
 def dsr_rerank(dist:Tensor, # Q×G global distances
                qs:Tensor, # Q×N query spatial features
                qw:Tensor, # Q×N query foreground weights
-               gs:Tensor, # G×M gallery spatial features ×C
+               gs:Tensor, # G×M×C gallery spatial features
                k:int=100, # gallery items re-ranked per query (FastReID: 100); more than G: all
                lam:float=0.5, # λ: weight of d_DSR; choose it on validation data
                kappa:float=1e-3, # ridge κ
