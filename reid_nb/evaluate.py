@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from fastcore.meta import delegates
 from fastprogress.fastprogress import progress_bar
-from .core import InputValueError, InputTypeError, interactive
+from .core import InputValueError, InputTypeError, InputKeyError, interactive
 from .metrics import (FPRS, RankResult, RocResult, collect, rank_collectors, RocCollector, HistCollector, iter_distance,
-                             _row_blocks, _check_metric, _check_protocol)
+                             compute_distance, _row_blocks, _check_metric, _check_protocol)
 from .rerank import query_expansion, rerank_features
 from . import visualize
 
@@ -32,6 +32,8 @@ class Features:
     pids:Tensor # (N,) identities
     camids:Tensor # (N,) cameras (-1 unknown)
     paths:list|None=None # image paths, for rank lists
+    spatial:Tensor|None=None # N×P×C spatial features, for DSR (`extract_features(..., spatial=True)`)
+    fg_weights:Tensor|None=None # N×P foreground weights of those positions
 
     def __post_init__(self):
         self.pids = torch.as_tensor(np.asarray(self.pids) if not isinstance(self.pids, Tensor) else self.pids, dtype=torch.int64)
@@ -41,6 +43,9 @@ class Features:
             raise InputValueError(f"Features: {n} feats but {len(self.pids)} pids, {len(self.camids)} camids"
                                   + (f", {len(self.paths)} paths" if self.paths is not None else ''))
         if self.paths is not None: self.paths = [str(p) for p in self.paths]
+        if (self.spatial is None) != (self.fg_weights is None): raise InputValueError("Features: spatial and fg_weights go together (both or neither)")
+        if self.spatial is not None and (self.spatial.ndim != 3 or len(self.spatial) != n or tuple(self.fg_weights.shape) != tuple(self.spatial.shape[:2])):
+            raise InputValueError(f"Features: spatial must be {n}×P×C and fg_weights {n}×P, got {tuple(self.spatial.shape)} and {tuple(self.fg_weights.shape)}")
 
     def __len__(self): return len(self.feats)
     def __getitem__(self, i):
@@ -49,10 +54,12 @@ class Features:
         if isinstance(idx, Tensor) and idx.dtype == torch.bool: idx = torch.nonzero(idx)[:, 0]
         paths = None if self.paths is None else (self.paths[idx] if isinstance(idx, slice) else [self.paths[j] for j in idx.tolist()])
         cpu = idx if isinstance(idx, slice) else idx.cpu()
-        return Features(self.feats[idx.to(self.feats.device) if isinstance(idx, Tensor) else idx], self.pids[cpu], self.camids[cpu], paths)
+        on = lambda t: None if t is None else t[idx.to(t.device) if isinstance(idx, Tensor) else idx]
+        return Features(on(self.feats), self.pids[cpu], self.camids[cpu], paths, on(self.spatial), on(self.fg_weights))
     def to(self, device):
         "The features on `device` (identities and cameras stay on the CPU)."
-        return Features(self.feats.to(device), self.pids, self.camids, self.paths)
+        on = lambda t: None if t is None else t.to(device)
+        return Features(self.feats.to(device), self.pids, self.camids, self.paths, on(self.spatial), on(self.fg_weights))
     @property
     def device(self): return self.feats.device
     @classmethod
@@ -60,7 +67,9 @@ class Features:
         "Concatenate several `Features` (paths are kept only if all have them)."
         fs = list(fs)
         paths = sum((f.paths for f in fs), []) if all(f.paths is not None for f in fs) else None
-        return cls(torch.cat([f.feats for f in fs]), torch.cat([f.pids for f in fs]), torch.cat([f.camids for f in fs]), paths)
+        sp = all(f.spatial is not None for f in fs)
+        return cls(torch.cat([f.feats for f in fs]), torch.cat([f.pids for f in fs]), torch.cat([f.camids for f in fs]), paths,
+                   torch.cat([f.spatial for f in fs]) if sp else None, torch.cat([f.fg_weights for f in fs]) if sp else None)
     def __repr__(self):
         return (f"Features({len(self)}×{self.feats.shape[1] if self.feats.ndim == 2 else '?'} on {self.device}, "
                 f"{len(torch.unique(self.pids))} ids, {len(torch.unique(self.camids))} cameras)")
@@ -91,18 +100,26 @@ def extract_features(model:nn.Module, # image batch B×3×H×W in [0, 1] -> B×D
                      flip:bool=TEST_DEFAULTS['flip'], # average with the horizontally flipped image
                      norm:bool=True, # L2-normalise the embeddings
                      progress:bool|None=None, # show a progress bar; None: only in a notebook or a terminal
+                     spatial:bool=False, # also keep the spatial features and foreground weights (DSR, `reid_nb.dsr`)
+                     spatial_dtype=None, # store the spatial features in this dtype (e.g. torch.float16 halves their memory)
                     )->Features:
     "Embeddings of every image of `dl`, with pids, camids and the batches' paths, on the model's device."
     dev = next(iter(model.parameters()), torch.zeros(0)).device
     if progress is None: progress = interactive()
     was_training = model.training
     model.eval()
-    feats, pids, camids, paths = [], [], [], []
+    feats, pids, camids, paths, sps, fws = [], [], [], [], [], []
     try:
         for b in (progress_bar(dl, leave=False) if progress else dl):
             if len(b) < 3: raise InputValueError(f"extract_features needs (img, pid, camid[, path]) batches; got {len(b)} items (a training loader?)")
             img, pid, camid = b[0].to(dev), b[1], b[2]
-            f = _embedding(model(img)).float()
+            out = model(img, with_spatial=True) if spatial else model(img)
+            if spatial:
+                if not isinstance(out, dict) or 'spatial' not in out or 'fg_weights' not in out:
+                    raise InputTypeError(f"extract_features(spatial=True): {type(model).__name__}(img, with_spatial=True) must return a dict with "
+                                         "'neck', 'spatial' and 'fg_weights' (build the model with meta_arch='partial')")
+                sps.append(out['spatial'].to(spatial_dtype or out['spatial'].dtype)); fws.append(out['fg_weights'].float())
+            f = _embedding(out).float()
             if flip: f = (f + _embedding(model(img.flip(3))).float()) / 2
             if norm: f = F.normalize(f, dim=1)
             feats.append(f); pids.append(torch.as_tensor(pid).cpu()); camids.append(torch.as_tensor(camid).cpu())
@@ -111,7 +128,8 @@ def extract_features(model:nn.Module, # image batch B×3×H×W in [0, 1] -> B×D
             elif paths is not None: paths.extend(bp)
     finally: model.train(was_training)
     if not feats: raise InputValueError("extract_features: the loader yielded no batch")
-    return Features(torch.cat(feats), torch.cat(pids), torch.cat(camids), paths)
+    return Features(torch.cat(feats), torch.cat(pids), torch.cat(camids), paths,
+                    torch.cat(sps) if spatial else None, torch.cat(fws) if spatial else None)
 
 # %% ../nbs/33_evaluate.ipynb #80e71b2c
 def _part(part:str, name:str)->property:
@@ -187,12 +205,26 @@ def _check_features(f:Features, name:str):
         raise NonFiniteFeatures(f"{name} feature {i}" + (f" ({f.paths[i]})" if f.paths is not None else '') + " is not finite (NaN or inf)"
                               + (f"; {len(bad) - 1} more {name} rows are not either" if len(bad) > 1 else ''))
 
+def _dsr_distmat(q:Features, g:Features, qf:Tensor, gf:Tensor, metric:str, dsr:dict, dev)->Tensor:
+    "The global distances with DSR fused into each query's top-k (`reid_nb.dsr.dsr_rerank`)."
+    import inspect
+    from reid_nb.dsr import dsr_rerank  # here: reid_nb.dsr builds on the models, which evaluation does not need otherwise
+    for f, name in ((q, 'query'), (g, 'gallery')):
+        if f.spatial is None: raise InputValueError(f"evaluate(dsr=...): the {name} Features have no spatial features "
+                                                    "(extract them with extract_features(model, dl, spatial=True) from a meta_arch='partial' model)")
+    valid = set(inspect.signature(dsr_rerank).parameters) - {'dist', 'qs', 'qw', 'gs', 'return_dsr'}
+    bad = sorted(set(dsr) - valid)
+    if bad: raise InputKeyError(f"evaluate: unknown dsr option(s) {bad}; valid: {sorted(valid)}")
+    dist = compute_distance(qf, gf, metric)
+    return dsr_rerank(dist, q.spatial.to(dev), q.fg_weights.to(dev), g.spatial.to(dev), **dsr)
+
 @torch.no_grad()
 def evaluate(q:Features, # query features
              g:Features, # gallery features
              metric:str=TEST_DEFAULTS['metric'], # 'cosine' or 'euclidean'
              rerank:dict|None=None, # k-reciprocal re-ranking options, e.g. dict(k1=20, k2=6, lambda_value=0.3)
              qe:dict|None=None, # query expansion options, e.g. dict(qe_times=1, qe_k=10, alpha=3.0)
+             dsr:dict|None=None, # DSR top-k fusion options (`reid_nb.dsr.dsr_rerank`), e.g. dict(k=100, lam=0.3)
              max_rank:int=50, # length of the CMC
              protocol:str='market', # 'market', 'cuhk03' or 'vehicleid' (see `reid_nb.metrics`)
              topk:int=10, # ranked gallery items kept per query for rank lists
@@ -210,8 +242,10 @@ def evaluate(q:Features, # query features
     qf, gf = q.feats.to(dev), g.feats.to(dev)
     if qe is not None: qf, gf = query_expansion(qf, gf, **qe)
     if roc_max_fpr is None: roc_max_fpr = 1. if len(q) * len(g) <= 1 << 24 else max(max(fprs), 1e-2)
-    if rerank is not None:
-        dist = torch.as_tensor(rerank_features(qf, gf, metric=metric, **rerank)).to(dev).float()
+    if rerank is not None and dsr is not None: raise InputValueError("evaluate: rerank= and dsr= are two re-rankings; use one")
+    if dsr is not None: dist = _dsr_distmat(q, g, qf, gf, metric, dsr, dev)
+    elif rerank is not None: dist = torch.as_tensor(rerank_features(qf, gf, metric=metric, **rerank)).to(dev).float()
+    if dsr is not None or rerank is not None:
         blocks, lo, hi = _row_blocks(dist, q.pids, g.pids, chunk_size), float(dist.min()), float(dist.max())
     else:
         blocks, lo = iter_distance(qf, gf, metric, chunk_size), 0.
@@ -233,10 +267,10 @@ def reid_eval(model:nn.Module, # a model whose eval-mode forward returns B×D em
               metric:str=TEST_DEFAULTS['metric'], # distance for ranking
               parent=None, # a fastprogress master bar to nest the extraction bars in; None: no bars
               verbose:bool=False, # print the results table
-              **kwargs, # more `evaluate` options, e.g. rerank=dict(k1=20), qe=dict(qe_k=10)
+              **kwargs, # more `evaluate` options, e.g. rerank=dict(k1=20), qe=dict(qe_k=10), dsr=dict(k=100, lam=0.3) (spatial features extracted then)
              )->ReIDResult:
     "Extract the query and gallery features and evaluate them: a `ReIDResult`."
     _check_metric(metric); _check_protocol(kwargs.get('protocol', 'market'))
     bar = lambda dl: dl if parent is None else progress_bar(dl, parent=parent, leave=False)
-    feats = lambda dl: extract_features(model, bar(dl), flip=flip, progress=False)
+    feats = lambda dl: extract_features(model, bar(dl), flip=flip, progress=False, spatial=kwargs.get('dsr') is not None)
     return evaluate(feats(query_dl), feats(gallery_dl), metric=metric, verbose=verbose, **kwargs)

@@ -27,8 +27,9 @@ from .evaluate import TEST_DEFAULTS
 from .distributed import DDPCallback, rank_world, train_device
 
 # %% auto #0
-__all__ = ['BAGTRICKS', 'AGW', 'SBS', 'MGN', 'RECIPES', 'get_recipe', 'param_groups', 'loss_param_groups', 'reid_optimizer',
-           'recipe_callbacks', 'ReIDLearner', 'RandomWeightsWarning', 'reid_learner', 'recipe_dataloaders']
+__all__ = ['BAGTRICKS', 'AGW', 'SBS', 'MGN', 'PARTIAL', 'RECIPES', 'get_recipe', 'param_groups', 'loss_param_groups',
+           'reid_optimizer', 'recipe_callbacks', 'ReIDLearner', 'RandomWeightsWarning', 'reid_learner',
+           'recipe_dataloaders']
 
 # %% ../nbs/21_learner.ipynb #c69db045
 BAGTRICKS = dict(
@@ -64,7 +65,12 @@ SBS = _derive(BAGTRICKS, 'sbs', model=dict(with_nl=True, pool='gemp', neck_feat=
               data=dict(size=(384, 128), size_test=(384, 128), num_instances=16, autoaug_prob=0.1))
 MGN = _derive(SBS, 'mgn', model=dict(meta_arch='mgn', with_nl=False, embedding_dim=256),
               solver=dict(freeze_layers=['backbone', 'b1', 'b2', 'b3']))
-RECIPES = {'bagtricks': BAGTRICKS, 'bot': BAGTRICKS, 'agw': AGW, 'sbs': SBS, 'mgn': MGN}
+PARTIAL = _derive(BAGTRICKS, 'partial', model=dict(meta_arch='partial'),  # FastReID projects/PartialReID/configs/partial_market.yml (see 34_dsr)
+                  loss={'ce': dict(weight=1., eps=0.12, alpha=0.2), 'triplet': dict(weight=1., margin=0.3, hard_mining=False, norm_feat=False, field='features')},
+                  solver=dict(base_lr=7e-4, epochs=60, sched='cosine', delay_epochs=20, eta_min=7e-7, warmup_iters=500, amp=False,
+                              eval_period=10, checkpoint_period=20, ref_iters_per_epoch=50),
+                  data=dict(size=(384, 128), size_test=(384, 128), bs=256, rea_prob=0.))
+RECIPES = {'bagtricks': BAGTRICKS, 'bot': BAGTRICKS, 'agw': AGW, 'sbs': SBS, 'mgn': MGN, 'partial': PARTIAL}
 
 # %% ../nbs/21_learner.ipynb #d58c4f7e
 _MODEL_EXTRA = ('arch', 'meta_arch', 'pretrained', 'pixel_mean', 'pixel_std', 'drop_path_rate')  # build_model arguments recipes need not name

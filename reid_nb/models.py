@@ -190,7 +190,7 @@ def build_model(arch:str='resnet50', # backbone name, see `reid_nb.backbones.BAC
                 cls_type:str='linear', # 'linear', 'cosSoftmax', 'arcSoftmax', 'circleSoftmax'
                 scale:float=1., # classifier scale s
                 margin:float=0., # classifier margin m
-                meta_arch:str='baseline', # 'baseline' (ReIDModel) or 'mgn'
+                meta_arch:str='baseline', # 'baseline' (ReIDModel), 'mgn' or 'partial' (`reid_nb.dsr.PartialModel`: + foreground branch for DSR)
                 resnest_dilation:bool=False, # FastReID's ResNeSt: with last_stride=1, dilate `layer4` (see `fastreid_resnest_dilation`)
                 pixel_mean=IMAGENET_MEAN, # input normalisation, for RGB in [0, 1]
                 pixel_std=IMAGENET_STD,
@@ -198,7 +198,7 @@ def build_model(arch:str='resnet50', # backbone name, see `reid_nb.backbones.BAC
                )->nn.Module:
     "Build a re-id model (`ReIDModel` or `MGN`) from explicit arguments; they are kept in `model.build_args`."
     args = _plain({k: v for k, v in locals().items() if k not in ('pretrained', 'backbone_kw')} | backbone_kw)
-    if meta_arch not in ('baseline', 'mgn'): raise InputValueError(f"meta_arch={meta_arch!r}: expected 'baseline' or 'mgn'")
+    if meta_arch not in ('baseline', 'mgn', 'partial'): raise InputValueError(f"meta_arch={meta_arch!r}: expected 'baseline', 'mgn' or 'partial'")
     if resnest_dilation and not arch.startswith(('resnest', 'timm:resnest')):
         raise InputValueError(f"resnest_dilation=True is FastReID's ResNeSt layout; {arch!r} is not a ResNeSt")
     backbone = build_backbone(arch, pretrained=pretrained, last_stride=last_stride, with_ibn=with_ibn, with_nl=with_nl, **backbone_kw)
@@ -208,7 +208,11 @@ def build_model(arch:str='resnet50', # backbone name, see `reid_nb.backbones.BAC
     else:
         if resnest_dilation and last_stride == 1: fastreid_resnest_dilation(backbone)
         C = backbone.out_channels
-        model = ReIDModel(backbone, get_pooling(pool, in_channels=C), make_head(C), pixel_mean, pixel_std)
+        if meta_arch == 'partial':
+            from reid_nb.dsr import PartialModel, PartialHead  # here, not at the top: reid_nb.dsr builds on this module
+            model = PartialModel(backbone, get_pooling(pool, in_channels=C), PartialHead(C, num_classes, embedding_dim=embedding_dim, neck=neck,
+                                 neck_feat=neck_feat, cls_type=cls_type, scale=scale, margin=margin), pixel_mean, pixel_std)
+        else: model = ReIDModel(backbone, get_pooling(pool, in_channels=C), make_head(C), pixel_mean, pixel_std)
     model.build_args = args
     return model
 
