@@ -26,9 +26,10 @@ from .learner import param_groups, reid_optimizer
 from .models import load_reid_model
 from .evaluate import reid_eval
 from .pseudo_labels import granularity_features, pseudo_labels, cluster_quality
+from .distill import ema_update
 
 # %% auto #0
-__all__ = ['cuhk03_pairs', 'cross_domain_split', 'ema_update', 'EMATeacher', 'adapt_domain']
+__all__ = ['cuhk03_pairs', 'cross_domain_split', 'EMATeacher', 'adapt_domain']
 
 # %% ../nbs/36_adapt.ipynb #8b3b4373
 _PAIR_RX = re.compile(r'^(\d+)_(\d{2})\.(jpg|jpeg|png)$', re.I)
@@ -77,17 +78,6 @@ def cross_domain_split(df:pd.DataFrame, # a frame of one domain, e.g. `cuhk03_pa
     return adapt, pd.concat(rows, ignore_index=True)
 
 # %% ../nbs/36_adapt.ipynb #968800f9
-@torch.no_grad()
-def ema_update(teacher:nn.Module, # updated in place
-               student:nn.Module, # the same architecture
-               momentum:float=0.999, # m
-              ):
-    "θ_t ← m·θ_t + (1-m)·θ_s for parameters and float buffers; other buffers are copied."
-    for t, s in zip(teacher.parameters(), student.parameters()): t.mul_(momentum).add_(s.detach(), alpha=1 - momentum)
-    for t, s in zip(teacher.buffers(), student.buffers()):
-        if t.is_floating_point(): t.mul_(momentum).add_(s, alpha=1 - momentum)
-        else: t.copy_(s)
-
 class EMATeacher(Callback):
     "Keep `teacher` an exponential moving average of the learner's model (or of `learn.model.<attr>`) after every step."
     order = 60

@@ -226,7 +226,7 @@ def export_model(weights:str, # a reid_nb checkpoint (or a FastReID one with con
     weights = Path(weights)
     if not weights.is_file(): raise CLIError(f"weights file {weights} does not exist")
     if fmt == 'onnx-int8' or (fmt == 'tensorrt' and precision == 'int8'):
-        if not calib: raise CLIError(f"int8 needs --calib DIR: a folder of real crops (e.g. training images) to calibrate on")
+        if not calib: raise CLIError("int8 needs --calib DIR: a folder of real crops (e.g. training images) to calibrate on")
         if not Path(calib).is_dir(): raise CLIError(f"--calib {calib} is not a folder")
     t0 = time.time()
     if fmt == 'onnx': out = export_onnx(weights, out or weights.with_suffix('.onnx'), size=size)
@@ -391,7 +391,6 @@ def adapt_checkpoint(weights:str, # the source model: a reid_nb checkpoint
                      **label_kw, # `pseudo_labels` options (eps, min_samples, k1, k2)
                     ):
     "Adapt a checkpoint to a folder of unlabelled images; writes `out` and `out`.csv (the per-round table); returns the table."
-    import pandas as pd
     from reid_nb.adapt import adapt_domain
     from reid_nb.data.datasets import from_csv
     from reid_nb.models import save_reid_model
@@ -407,7 +406,7 @@ def adapt_checkpoint(weights:str, # the source model: a reid_nb checkpoint
     meta = getattr(model, 'reid_meta', {})
     save_reid_model(out, model, size=meta.get('size'), size_test=meta.get('size_test'), adapted=dict(method=method, rounds=rounds, epochs=epochs, target=str(target)))
     table.to_csv(out.with_suffix('.csv'), index=False)
-    print(table.to_string(index=False), flush=True)
+    print(table.round(3).convert_dtypes().astype(object).fillna('-').to_string(index=False), flush=True)  # counts as integers, '-' for none
     print(f"wrote {out} and {out.with_suffix('.csv')}", flush=True)
     return table
 

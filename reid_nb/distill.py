@@ -15,13 +15,14 @@ from fastcore.foundation import L
 from fastcore.meta import delegates
 from fastai.callback.core import Callback
 from .core import InputValueError, InputKeyError
+from .data.transforms import resize_batch
 from .heads import EmbeddingHead, Linear, ReIDOutput
 from .models import load_reid_model, ReIDModel, MGN
 from .learner import reid_learner
 
 # %% auto #0
-__all__ = ['KD_FASTREID', 'KD_PAPER', 'kd_l1_logits', 'kd_kl', 'pkt_loss', 'teacher_outputs', 'ema_update', 'resize_batch',
-           'ResizeBatch', 'DistillLoss', 'DistillCallback', 'distill_learner']
+__all__ = ['KD_FASTREID', 'KD_PAPER', 'kd_l1_logits', 'kd_kl', 'pkt_loss', 'teacher_outputs', 'ema_update', 'ResizeBatch',
+           'DistillLoss', 'DistillCallback', 'distill_learner']
 
 # %% ../nbs/22_distill.ipynb #84dd6136
 def kd_l1_logits(s_logits:Tensor, # B×K student logits
@@ -101,13 +102,6 @@ def ema_update(ema:nn.Module, # the averaged copy, updated in place
         else: v.copy_(src[k])
 
 # %% ../nbs/22_distill.ipynb #bde0bace
-def resize_batch(x:Tensor, # B×3×H×W images
-                 size:tuple, # (H, W) wanted
-                )->Tensor:
-    "Images resized to `size` (bicubic with antialiasing, like the loaders' `Resize`), clamped to [0, 1]."
-    if tuple(x.shape[-2:]) == tuple(size): return x
-    return F.interpolate(x, size=tuple(size), mode='bicubic', align_corners=False, antialias=True).clamp_(0, 1)
-
 class ResizeBatch(Callback):
     "Train on each batch resized to `size` (the student-alone baseline of a distillation with `student_size`)."
     order = 6  # after TargetsToModel

@@ -17,7 +17,7 @@ from PIL import Image
 from fastprogress.fastprogress import progress_bar
 from .core import InputValueError, InputTypeError, InputFileError, interactive
 from .data.loaders import load_image
-from .data.transforms import build_transforms
+from .data.transforms import build_transforms, resize_batch
 from .evaluate import TEST_DEFAULTS, _embedding
 
 # %% auto #0
@@ -49,11 +49,6 @@ class TorchBackend:
     def __repr__(self): return f"TorchBackend({type(self.model).__name__} on {self.device}{', autocast ' + str(self.dtype).split('.')[-1] if self.amp else ''})"
 
 # %% ../nbs/40_embed.ipynb #f141d72f
-def _resize_tensor(x:Tensor, size)->Tensor:
-    "N×3×h×w float in [0, 1] -> N×3×H×W (antialiased bicubic, clamped to [0, 1])."
-    if tuple(x.shape[-2:]) == tuple(size): return x
-    return F.interpolate(x, size=tuple(size), mode='bicubic', antialias=True, align_corners=False).clamp_(0, 1)
-
 def _float01(x:Tensor)->Tensor:
     return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
 
@@ -76,7 +71,7 @@ def _to_tensor(item, tfm, size)->Tensor:
         x = _float01(x)
         if x.numel() and (x.min() < -1e-3 or x.max() > 1 + 1e-3):
             raise InputValueError(f"float images must be in [0, 1]; got values in [{x.min():.3g}, {x.max():.3g}] (divide 0-255 values by 255)")
-        return _resize_tensor(x, size)
+        return resize_batch(x, size)
     raise InputTypeError(f"cannot embed a {type(item).__name__}: pass image paths, PIL images, numpy arrays or tensors")
 
 class _ItemDataset(torch.utils.data.Dataset):

@@ -15,7 +15,7 @@ import torchvision.transforms as T
 from ..core import InputValueError
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'ToFloatTensor', 'Cutout', 'RandomPatch', 'build_transforms']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'ToFloatTensor', 'Cutout', 'RandomPatch', 'build_transforms', 'resize_batch']
 
 # %% ../../nbs/03_data.transforms.ipynb #7d0ab986
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -131,3 +131,11 @@ def build_transforms(size=(256, 128), # (H, W) output size; an int resizes the s
         if cutout_prob > 0: tfms.append(Cutout(cutout_size, cutout_prob))
     if normalize: tfms.append(T.Normalize(mean, std))
     return T.Compose(tfms)
+
+# %% ../../nbs/03_data.transforms.ipynb #0c780438
+def resize_batch(x:torch.Tensor, # B×3×H×W images in [0, 1]
+                 size:tuple, # (H, W) wanted
+                )->torch.Tensor:
+    "Images resized to `size` (bicubic, antialiased, like `build_transforms`' `Resize`), clamped to [0, 1]."
+    if tuple(x.shape[-2:]) == tuple(size): return x
+    return torch.nn.functional.interpolate(x, size=tuple(size), mode='bicubic', align_corners=False, antialias=True).clamp_(0, 1)
