@@ -168,6 +168,19 @@ def _pair_budget(M:int, C:int, N:int)->int:
     "Pairs per block: about 16M floats of gathered features."
     return max(1, (1 << 24) // (M * C + N * C + M * N))
 
+def _pairs_dsr(qs:Tensor, qw:Tensor, gs:Tensor, # as for `dsr_distance`
+               idx:Tensor, # Q×K gallery items paired with each query
+               L:Tensor|None, kappa:float, variant:str, solve_dtype)->Tensor:
+    "Q×K float64 d_DSR of the pairs (query i, gallery idx[i, j]), in blocks of about 16M gathered floats."
+    Q, K = idx.shape
+    qi, gi = torch.arange(Q, device=idx.device).repeat_interleave(K), idx.reshape(-1)
+    out = torch.empty(Q * K, dtype=torch.float64, device=idx.device)
+    step = _pair_budget(gs.shape[1], gs.shape[2], qs.shape[1])
+    for s in range(0, Q * K, step):
+        a, b = qi[s:s+step], gi[s:s+step]
+        out[s:s+step] = _pair_dist(qs[a], qw[a], gs[b], None if L is None else L[b], kappa, variant, solve_dtype).double()
+    return out.view(Q, K)
+
 def dsr_distance(qs:Tensor, # Q×N×C query spatial features (`spatial_features`)
                  qw:Tensor, # Q×N query foreground weights
                  gs:Tensor, # G×M×C gallery spatial features
@@ -178,16 +191,8 @@ def dsr_distance(qs:Tensor, # Q×N×C query spatial features (`spatial_features`
     "d_DSR of every query/gallery pair (small sets; `dsr_rerank` computes only the top-k pairs)."
     _check_spatial(qs, qw, gs); _check_variant(variant)
     L = dsr_factors(gs, kappa, solve_dtype) if variant == 'fastreid' else None
-    out = torch.empty(len(qs), len(gs), dtype=torch.float64 if qs.dtype == torch.float64 else torch.float32, device=qs.device)
-    step = max(1, _pair_budget(gs.shape[1], gs.shape[2], qs.shape[1]) // max(1, len(qs)))
-    for j in range(0, len(gs), step):
-        g = gs[j:j+step]; n = len(g)
-        q = qs[:, None].expand(-1, n, -1, -1).reshape(-1, *qs.shape[1:])
-        w = qw[:, None].expand(-1, n, -1).reshape(-1, qw.shape[1])
-        gg = g[None].expand(len(qs), -1, -1, -1).reshape(-1, *gs.shape[1:])
-        LL = None if L is None else L[j:j+step][None].expand(len(qs), -1, -1, -1).reshape(-1, *L.shape[1:])
-        out[:, j:j+n] = _pair_dist(q, w, gg, LL, kappa, variant, solve_dtype).view(len(qs), n).to(out.dtype)
-    return out
+    every = torch.arange(len(gs), device=qs.device).expand(len(qs), -1)
+    return _pairs_dsr(qs, qw, gs, every, L, kappa, variant, solve_dtype).to(torch.float64 if qs.dtype == torch.float64 else torch.float32)
 
 # %% ../nbs/34_dsr.ipynb #ac58c804
 def _topk_pairs(dist:Tensor, k:int)->Tensor:
@@ -211,17 +216,11 @@ def dsr_rerank(dist:Tensor, # Q×G global distances
     if tuple(dist.shape) != (len(qs), len(gs)): raise InputValueError(f"dist is {tuple(dist.shape)} but there are {len(qs)} queries and {len(gs)} gallery items")
     if not 0 <= lam <= 1: raise InputValueError(f"lam={lam}: λ must be in [0, 1]")
     idx = _topk_pairs(dist, k)
+    L = None
     if variant == 'fastreid':
         L = factors if factors is not None else dsr_factors(gs, kappa, solve_dtype)
         if L.shape != (len(gs), gs.shape[1], gs.shape[1]): raise InputValueError(f"factors {tuple(L.shape)} do not match the gallery {tuple(gs.shape)}")
-    K, N = idx.shape[1], qs.shape[1]
-    d = torch.empty(len(qs), K, dtype=torch.float64, device=dist.device)
-    step = max(1, _pair_budget(gs.shape[1], gs.shape[2], N) // K)
-    for i in range(0, len(qs), step):
-        gi = idx[i:i+step].reshape(-1)
-        q = qs[i:i+step, None].expand(-1, K, -1, -1).reshape(-1, *qs.shape[1:])
-        w = qw[i:i+step, None].expand(-1, K, -1).reshape(-1, N)
-        d[i:i+step] = _pair_dist(q, w, gs[gi], L[gi] if variant == 'fastreid' else None, kappa, variant, solve_dtype).view(-1, K).double()
+    d = _pairs_dsr(qs, qw, gs, idx, L, kappa, variant, solve_dtype)
     return _fuse(dist, idx, d, qs, qw, gs, lam, variant, return_dsr)
 
 def _fuse(dist, idx, d, qs, qw, gs, lam, variant, return_dsr=False):

@@ -61,11 +61,10 @@ def sinkhorn(logits:Tensor, # N×K logits; P = softmax(logits) along K
     if c.shape != (K,) or (c <= 0).any() or abs(float(c.sum()) - 1) > 1e-6:
         raise InputValueError(f"sinkhorn: col_marginal must be {K} positive masses summing to 1, got shape {tuple(c.shape)} and sum {float(c.sum()):.6f}")
     log_c = c.log().to(lp.device)
-    log_v = torch.zeros(K, dtype=torch.float64, device=lp.device)
+    log_u = log_r - torch.logsumexp(lp, dim=1)                     # v = 1 to start
     for _ in range(n_iter):
-        log_u = log_r - torch.logsumexp(lp + log_v[None], dim=1)
         log_v = log_c - torch.logsumexp(lp + log_u[:, None], dim=0)
-        log_u = log_r - torch.logsumexp(lp + log_v[None], dim=1)
+        log_u = log_r - torch.logsumexp(lp + log_v[None], dim=1)   # rows exact after this half-step
         Q = (lp + log_u[:, None] + log_v[None]).exp()
         if float((Q.sum(0) - c.to(Q.device)).abs().max()) < tol: break
     return Q
