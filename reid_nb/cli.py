@@ -220,6 +220,7 @@ def export_model(weights:str, # a reid_nb checkpoint (or a FastReID one with con
                  calib:str|None=None, # folder of real crops for int8 calibration
                  size=None, # (H, W) when the checkpoint does not record its test size
                  precision:str='fp16', # TensorRT: fp32, fp16, bf16 or int8
+                 float_convs:int=0, # int8 ONNX: the first n convolutions stay float (2 for a MobileNetV2)
                 )->Path:
     "Export a checkpoint for deployment; returns the file written."
     from reid_nb.export import export_onnx, quantize_onnx, export_tensorrt
@@ -232,7 +233,7 @@ def export_model(weights:str, # a reid_nb checkpoint (or a FastReID one with con
     if fmt == 'onnx': out = export_onnx(weights, out or weights.with_suffix('.onnx'), size=size)
     elif fmt == 'onnx-int8':
         out = Path(out or weights.with_suffix('.int8.onnx'))
-        with tempfile.TemporaryDirectory() as td: quantize_onnx(export_onnx(weights, Path(td)/'fp32.onnx', size=size), out, calib)
+        with tempfile.TemporaryDirectory() as td: quantize_onnx(export_onnx(weights, Path(td)/'fp32.onnx', size=size), out, calib, float_convs=float_convs)
     elif fmt == 'tensorrt': out = export_tensorrt(weights, out or weights.with_suffix('.engine'), precision=precision, calib=calib, size=size)
     else: raise CLIError(f"--format must be onnx, onnx-int8 or tensorrt; got {fmt!r}")
     print(f"wrote {out} ({Path(out).stat().st_size / 2**20:.1f} MB, {time.time() - t0:.0f} s)", flush=True)
@@ -355,6 +356,7 @@ def _deploy_parsers(sub):
     x.add_argument('--calib', help='folder of real crops for int8 calibration')
     x.add_argument('--precision', default='fp16', choices=['fp32', 'fp16', 'bf16', 'int8'], help='TensorRT precision')
     x.add_argument('--size', type=int, nargs=2, help='H W, when the checkpoint does not record its test size')
+    x.add_argument('--float-convs', type=int, default=0, help='onnx-int8: keep the first N convolutions float (2 for a MobileNetV2)')
     x.add_argument('-o', '--out')
     m = sub.add_parser('embed', help='embed a folder of images (or a CSV with a path column) into a .npz')
     m.add_argument('src')
@@ -374,7 +376,7 @@ def _deploy_parsers(sub):
     s.add_argument('--weights', help="embedding model (default: the gallery's)")
     s.add_argument('--plot', help='save the rank lists to this picture')
 
-_DEPLOY = dict(export=lambda a: export_model(a.weights, a.format, a.out, a.calib, a.size, a.precision),
+_DEPLOY = dict(export=lambda a: export_model(a.weights, a.format, a.out, a.calib, a.size, a.precision, a.float_convs),
                embed=lambda a: embed_images(a.src, a.weights, a.out, a.flip, a.batch_size, a.size),
                index=lambda a: build_gallery(a.feats, a.out, a.index),
                search=lambda a: search_gallery(a.images, a.gallery, a.k, a.weights, a.plot))

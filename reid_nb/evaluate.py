@@ -36,8 +36,8 @@ class Features:
     fg_weights:Tensor|None=None # N×P foreground weights of those positions
 
     def __post_init__(self):
-        self.pids = torch.as_tensor(np.asarray(self.pids) if not isinstance(self.pids, Tensor) else self.pids, dtype=torch.int64)
-        self.camids = torch.as_tensor(np.asarray(self.camids) if not isinstance(self.camids, Tensor) else self.camids, dtype=torch.int64)
+        self.pids = torch.as_tensor(np.array(self.pids) if not isinstance(self.pids, Tensor) else self.pids, dtype=torch.int64)   # a copy: pandas hands out read-only arrays
+        self.camids = torch.as_tensor(np.array(self.camids) if not isinstance(self.camids, Tensor) else self.camids, dtype=torch.int64)
         n = len(self.feats)
         if len(self.pids) != n or len(self.camids) != n or (self.paths is not None and len(self.paths) != n):
             raise InputValueError(f"Features: {n} feats but {len(self.pids)} pids, {len(self.camids)} camids"

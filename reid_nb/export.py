@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 from .core import InputError, InputValueError, InputFileError, InputTypeError
 from .evaluate import _embedding
@@ -160,7 +161,9 @@ def ort_session(path:str|Path, # .onnx file
     so.log_severity_level = 3
     if providers is None:
         providers = [p for p in ('CUDAExecutionProvider',) if p in ort.get_available_providers()] + ['CPUExecutionProvider']
-    try: return ort.InferenceSession(str(path), so, providers=providers)
+    # ONNX Runtime >= 1.20's WeightBiasQuantization re-quantises, per tensor, the float weights of any Conv fed by a
+    # DequantizeLinear: a layer `quantize_onnx` was told to keep float would silently lose it (MobileNetV2: 48 -> 15 mAP)
+    try: return ort.InferenceSession(str(path), so, providers=providers, disabled_optimizers=['WeightBiasQuantization'])
     except Exception as e:
         raise InputFileError(f"ONNX Runtime cannot open {path}: {' '.join(str(e).split())[:200]}") from e
 
@@ -179,6 +182,66 @@ class OrtBackend:
     def __repr__(self): return f"OrtBackend({self.path.name}, {self.session.get_providers()[0]})"
 
 # %% ../nbs/41_export.ipynb #73baaf25
+def _conv_weights_dq(q:onnx.ModelProto)->dict:
+    "Conv node name -> its weight as the QDQ graph computes it (int8 dequantised), for Convs whose weight is quantised."
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in q.graph.initializer}
+    prod = {o: n for n in q.graph.node for o in n.output}
+    out = {}
+    for n in q.graph.node:
+        d = prod.get(n.input[1]) if n.op_type == 'Conv' else None
+        if d is None or d.op_type != 'DequantizeLinear': continue
+        s, src = inits[d.input[1]].astype(np.float32), d.input[0]
+        z = inits[d.input[2]].astype(np.float32) if len(d.input) > 2 else np.zeros_like(s)
+        if src in inits: q8 = inits[src]
+        elif src in prod and prod[src].op_type == 'QuantizeLinear' and prod[src].input[0] in inits:   # TensorRT's Q->DQ on a float weight
+            w = inits[prod[src].input[0]]
+            shape = (-1,) + (1,) * (w.ndim - 1) if s.size > 1 else ()
+            q8 = np.clip(np.rint(w / s.reshape(shape)) + z.reshape(shape), -128, 127)
+        else: continue
+        shape = (-1,) + (1,) * (q8.ndim - 1) if s.size > 1 else ()
+        out[n.name] = ((q8.astype(np.float32) - z.reshape(shape)) * s.reshape(shape)).astype(np.float32)
+    return out
+
+def _conv_input_means(path:Path, batches:list)->dict:
+    "Mean input map (C×H×W) of every Conv of an ONNX file over calibration batches, by tensor name."
+    import onnxruntime as ort
+    m = onnx.load(str(path))
+    names = list(dict.fromkeys(n.input[0] for n in m.graph.node if n.op_type == 'Conv'))
+    have = {o.name for o in m.graph.output}
+    m.graph.output.extend(onnx.helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, None) for x in names if x not in have)
+    so = ort.SessionOptions(); so.log_severity_level = 3
+    sess = ort.InferenceSession(m.SerializeToString(), so, providers=['CPUExecutionProvider'])
+    feed, sums, n = m.graph.input[0].name, {}, 0
+    for b in batches:
+        outs = sess.run(names, {feed: b})
+        for x, o in zip(names, outs): sums[x] = sums.get(x, 0) + o.astype(np.float64).sum(0)
+        n += len(b)
+    return {x: v / n for x, v in sums.items()}
+
+def _correct_conv_bias(m:onnx.ModelProto, wq:dict, means:dict):
+    "In place: b <- b - mean_hw((wq - w) * E[x]) for every Conv of `m` named in `wq` (Nagel et al., 2019)."
+    inits = {t.name: t for t in m.graph.initializer}
+    for n in m.graph.node:
+        if n.op_type != 'Conv' or n.name not in wq or n.input[1] not in inits: continue
+        a = {x.name: onnx.helper.get_attribute_value(x) for x in n.attribute}
+        if a.get('auto_pad', b'NOTSET') not in (b'NOTSET', 'NOTSET'): continue   # padding not explicit: leave this conv as it is
+        w = onnx.numpy_helper.to_array(inits[n.input[1]])
+        x = torch.from_numpy(means[n.input[0]]).float()[None]
+        pads = a.get('pads', [0] * 2 * (w.ndim - 2)); k = len(pads) // 2
+        x = F.pad(x, [v for i in reversed(range(k)) for v in (pads[i], pads[i + k])])
+        conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[w.ndim - 2]
+        d = conv(x, torch.from_numpy(wq[n.name] - w).float(), None, a.get('strides', 1), 0, a.get('dilations', 1), a.get('group', 1))
+        d = d.mean(tuple(range(2, d.ndim)))[0].numpy()
+        if len(n.input) > 2 and n.input[2]:
+            t = inits[n.input[2]]
+            t.CopyFrom(onnx.numpy_helper.from_array((onnx.numpy_helper.to_array(t) - d).astype(np.float32), t.name))
+        else:
+            b = onnx.numpy_helper.from_array(-d.astype(np.float32), n.name + '_bias_corrected')
+            m.graph.initializer.append(b)
+            if len(n.input) > 2: n.input[2] = b.name
+            else: n.input.append(b.name)
+
+# %% ../nbs/41_export.ipynb #4b31d145
 def _calib_batches(calib, size, batch_size:int, num_workers:int=0):
     "Batches of N×3×H×W float arrays from a loader, an iterable of tensors, or image paths / a folder."
     if isinstance(calib, (str, os.PathLike)):
@@ -201,10 +264,12 @@ def quantize_onnx(src:str|Path, # a float32 .onnx file (from `export_onnx`)
                   method:str='minmax', # activation range: 'minmax', 'percentile' or 'entropy'
                   per_channel:bool=True, # one weight scale per output channel
                   for_tensorrt:bool=False, # symmetric activations and Q/DQ on weights (TensorRT explicit quantisation)
-                  reduce_range:bool|None=None, # 7-bit weights; None: on for ONNX Runtime's u8 x s8 CPU kernels, off for TensorRT
+                  reduce_range:bool=False, # 7-bit weights, for x86 CPUs without VNNI (see above)
+                  bias_correction:bool=True, # remove the mean output shift the weights' rounding causes (Nagel et al., 2019)
                   num_workers:int=0, # decoding processes for image lists
                   op_types:list|None=None, # operator types to quantise, e.g. ['Conv'] (None: every type ONNX Runtime can)
                   exclude_nodes:list|None=None, # node names left in float (e.g. the last layers)
+                  float_convs:int=0, # the first n convolutions stay float (2: MobileNetV2's stem and first depthwise conv)
                  )->Path:
     "Static int8 quantisation (QDQ) calibrated on real crops; written atomically, reid_nb metadata kept."
     from onnxruntime.quantization import quantize_static, QuantFormat, QuantType, CalibrationDataReader, CalibrationMethod
@@ -216,17 +281,18 @@ def quantize_onnx(src:str|Path, # a float32 .onnx file (from `export_onnx`)
     methods = dict(minmax=CalibrationMethod.MinMax, percentile=CalibrationMethod.Percentile, entropy=CalibrationMethod.Entropy)
     if method not in methods: raise InputValueError(f"method must be one of {list(methods)}; got {method!r}")
     name = onnx.load(str(src), load_external_data=False).graph.input[0].name
+    batches, seen = [], 0
+    for x in _calib_batches(calib, meta.get('size_test'), batch_size, num_workers):
+        if seen >= n_images: break
+        x = x[:n_images - seen]; batches.append(x); seen += len(x)
+    if seen == 0: raise InputValueError("calibration data gave no images")
 
     class Reader(CalibrationDataReader):
-        def __init__(self): self.it, self.seen = _calib_batches(calib, meta.get('size_test'), batch_size, num_workers), 0
+        def __init__(self, bs): self.it = iter(bs)
         def get_next(self):
-            if self.seen >= n_images: return None
             x = next(self.it, None)
-            if x is None: return None
-            x = x[:n_images - self.seen]; self.seen += len(x)
-            return {name: x}
+            return None if x is None else {name: x}
 
-    reader = Reader()
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dst.parent) as td:
         pre, out = Path(td)/'pre.onnx', Path(td)/'int8.onnx'
@@ -236,17 +302,27 @@ def quantize_onnx(src:str|Path, # a float32 .onnx file (from `export_onnx`)
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter('ignore')
                 quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-                extra = dict(ActivationSymmetric=for_tensorrt, WeightSymmetric=True, AddQDQPairToWeight=for_tensorrt, DedicatedQDQPair=for_tensorrt,
+                convs = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == 'Conv']
+                if not 0 <= float_convs < len(convs): raise InputValueError(f"float_convs={float_convs}, but {src} has {len(convs)} convolutions")
+                exclude = list(exclude_nodes or []) + convs[:float_convs]
+                extra = dict(QDQKeepRemovableActivations=True,   # else a Clip/Relu folded into a Q that ORT later drops (next node float) is lost
+                             ActivationSymmetric=for_tensorrt, WeightSymmetric=True, AddQDQPairToWeight=for_tensorrt, DedicatedQDQPair=for_tensorrt,
                              CalibMovingAverage=method == 'minmax', CalibTensorRangeSymmetric=for_tensorrt)
-                quantize_static(str(pre), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                                activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                calibrate_method=methods[method], extra_options=extra, op_types_to_quantize=op_types,
-                                nodes_to_exclude=exclude_nodes, reduce_range=(not for_tensorrt) if reduce_range is None else reduce_range)
+                quant = lambda f, bs: quantize_static(str(f), str(out), Reader(bs), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                        activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=methods[method], extra_options=extra, op_types_to_quantize=op_types,
+                        nodes_to_exclude=exclude, reduce_range=bool(reduce_range))
+                if bias_correction:   # the weights' rounding does not depend on calibration: one batch shows it
+                    quant(pre, batches[:1])
+                    m = onnx.load(str(pre))
+                    _correct_conv_bias(m, _conv_weights_dq(onnx.load(str(out))), _conv_input_means(pre, batches))
+                    onnx.save(m, str(pre))
+                quant(pre, batches)
         finally: root.setLevel(level)
-        if reader.seen == 0: raise InputValueError("calibration data gave no images")
         m = onnx.load(str(out))
-        _set_meta(m, dict(meta, dtype='int8', quantization=dict(method=method, per_channel=per_channel, images=reader.seen,
-                                                                for_tensorrt=for_tensorrt, op_types=op_types)))
+        _set_meta(m, dict(meta, dtype='int8', quantization=dict(method=method, per_channel=per_channel, images=seen, for_tensorrt=for_tensorrt,
+                                                                op_types=op_types, float_nodes=exclude, bias_correction=bias_correction,
+                                                                reduce_range=bool(reduce_range))))
         onnx.save(m, str(out))
         os.replace(out, dst)
     return dst
