@@ -303,7 +303,8 @@ def quantize_onnx(src:str|Path, # a float32 .onnx file (from `export_onnx`)
                 warnings.simplefilter('ignore')
                 quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
                 convs = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == 'Conv']
-                if not 0 <= float_convs < len(convs): raise InputValueError(f"float_convs={float_convs}, but {src} has {len(convs)} convolutions")
+                if not 0 <= float_convs < len(convs):
+                    raise InputValueError(f"float_convs={float_convs}: it must be at least 0 and below the model's {len(convs)} convolutions")
                 exclude = list(exclude_nodes or []) + convs[:float_convs]
                 extra = dict(QDQKeepRemovableActivations=True,   # else a Clip/Relu folded into a Q that ORT later drops (next node float) is lost
                              ActivationSymmetric=for_tensorrt, WeightSymmetric=True, AddQDQPairToWeight=for_tensorrt, DedicatedQDQPair=for_tensorrt,
