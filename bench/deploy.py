@@ -11,6 +11,7 @@ backends in one run (5 rounds) and keep each backend's best round median: compar
 
     python bench/deploy.py --weights /work/market_run/checkpoints/best.pth            # ~8 min, 1 thread
     python bench/deploy.py --weights W --skip-r50                                        # the trained model only
+    python bench/deploy.py --weights W --skip-r50 --ablate --out /tmp/ablate.json        # + accuracy of int8 settings
 
 Writes bench/results/deploy.json ('bench', 'command', 'date', 'hardware', 'rows').
 """
@@ -52,6 +53,7 @@ def main(argv=None):
     p.add_argument('--calib', type=int, default=512, help='calibration images (training split)')
     p.add_argument('--method', default='minmax', help="int8 calibration: minmax, percentile or entropy")
     p.add_argument('--float-convs', type=int, default=2, help="also an int8 file with the first N convolutions float (0: none)")
+    p.add_argument('--ablate', action='store_true', help='also the accuracy of int8 settings (bias correction, 7-bit weights, ...)')
     p.add_argument('--limit-ids', type=int, default=0, help='smoke tests: only the first N identities')
     p.add_argument('--skip-r50', action='store_true')
     p.add_argument('--out', default=str(Path(__file__).resolve().parent/'results'/'deploy.json'))
@@ -96,13 +98,29 @@ def main(argv=None):
     crops = torch.stack([tfm(load_image(pth)) for pth in test.path])        # decoded once, fed to every backend
     print(f"{len(test)} test crops decoded in {time.time() - t:.0f} s", flush=True)
     qm = (test.split == 'query').to_numpy()
-    for name, be in backends.items():
-        t = time.time()
+    def score(be):
+        "rank-1, mAP (%) and the features of the test crops with one backend"
         f = Embedder(be, size=size, batch_size=64, progress=False)(crops, as_tensor=True).cpu()
         res = evaluate(Features(f[qm], test.pid[qm].to_numpy(), test.camid[qm].to_numpy()),
                        Features(f[~qm], test.pid[~qm].to_numpy(), test.camid[~qm].to_numpy()), verbose=False)
-        results[name] = dict(rank1=float(res.cmc[0]) * 100, mAP=float(res.mAP) * 100, embed_s=time.time() - t, feats=f)
-        print(f"{name}: rank-1 {results[name]['rank1']:.2f}  mAP {results[name]['mAP']:.2f}  ({results[name]['embed_s']:.0f} s)", flush=True)
+        return float(res.cmc[0]) * 100, float(res.mAP) * 100, f
+    for name, be in backends.items():
+        t = time.time()
+        r1, mAP, f = score(be)
+        results[name] = dict(rank1=r1, mAP=mAP, embed_s=time.time() - t, feats=f)
+        print(f"{name}: rank-1 {r1:.2f}  mAP {mAP:.2f}  ({results[name]['embed_s']:.0f} s)", flush=True)
+    ablation = []
+    if a.ablate:   # accuracy of int8 settings, against ORT fp32
+        f32 = results['ORT fp32']
+        variants = [dict(bias_correction=False), dict(bias_correction=False, reduce_range=True), dict(), dict(reduce_range=True),
+                    dict(method='percentile'), dict(float_convs=1), dict(float_convs=2)]
+        print('\n| int8 setting | rank-1 | mAP | mAP - fp32 | mean cos vs fp32 |\n|:--|--:|--:|--:|--:|')
+        for kw in variants:
+            p = quantize_onnx(fp32, work/'ablate.onnx', train_paths, n_images=a.calib, **kw)
+            r1, mAP, f = score(OrtBackend(p, threads=a.threads))
+            cos = float((f * f32['feats']).sum(1).mean())
+            ablation.append(dict(setting=kw, rank1=r1, mAP=mAP, dmAP=mAP - f32['mAP'], cos_mean=cos))
+            print(f"| {', '.join(f'{k}={v}' for k, v in kw.items()) or 'defaults'} | {r1:.2f} | {mAP:.2f} | {mAP - f32['mAP']:+.2f} | {cos:.4f} |", flush=True)
     ref = results['PyTorch eager']['feats']
     for name in results: results[name]['cos_min'] = float((results[name].pop('feats') * ref).sum(1).min())
     sp = speed(backends, size, reps1=30, reps16=5)
@@ -129,7 +147,7 @@ def main(argv=None):
                              rank1=None, mAP=None, cos_min_vs_eager=c))
 
     # --- table and JSON
-    print(f"\nCPU, {a.threads} thread(s); ms per image (median); speed-up vs the row above it within a model\n")
+    print(f"\nCPU, {a.threads} thread(s); ms per image (each backend's best round median)\n")
     print('| model | input | backend | ms/img b=1 | ms/img b=16 | x vs eager (b=1 / b=16) | rank-1 | mAP | min cos vs eager |')
     print('|:--|:--|:--|--:|--:|--:|--:|--:|--:|')
     for r in rows:
@@ -152,7 +170,7 @@ def main(argv=None):
     doc = dict(bench='deploy', command='python bench/deploy.py ' + ' '.join(argv if argv is not None else sys.argv[1:]),
                date=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'), hardware=hardware(a.threads),
                notes=f"int8: static QDQ per-channel, bias-corrected, {a.method} calibration on {len(train_paths)} training-split crops; "
-                     "GPU figures (TensorRT, bf16, torch.compile) still to be taken", rows=rows, total_s=time.time() - t_all)
+                     "GPU figures (TensorRT, bf16, torch.compile) still to be taken", rows=rows, int8_ablation=ablation, total_s=time.time() - t_all)
     tmp = out.with_name(out.name + '.tmp'); tmp.write_text(json.dumps(doc, indent=1)); os.replace(tmp, out)
     print(f"wrote {out}")
     return 0
