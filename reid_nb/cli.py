@@ -229,7 +229,6 @@ def export_model(weights:str, # a reid_nb checkpoint (or a FastReID one with con
     if fmt == 'onnx-int8' or (fmt == 'tensorrt' and precision == 'int8'):
         if not calib: raise CLIError("int8 needs --calib DIR: a folder of real crops (e.g. training images) to calibrate on")
         if not Path(calib).is_dir(): raise CLIError(f"--calib {calib} is not a folder")
-    if float_convs < 0: raise CLIError(f"--float-convs must be 0 or more; got {float_convs}")
     t0 = time.time()
     if fmt == 'onnx': out = export_onnx(weights, out or weights.with_suffix('.onnx'), size=size)
     elif fmt == 'onnx-int8':

@@ -190,31 +190,27 @@ def _conv_weights_dq(q:onnx.ModelProto)->dict:
     for n in q.graph.node:
         d = prod.get(n.input[1]) if n.op_type == 'Conv' else None
         if d is None or d.op_type != 'DequantizeLinear': continue
-        s, src = inits[d.input[1]].astype(np.float32), d.input[0]
+        src, qn = d.input[0], prod.get(d.input[0])
+        if src not in inits and not (qn is not None and qn.op_type == 'QuantizeLinear' and qn.input[0] in inits): continue
+        s = inits[d.input[1]].astype(np.float32)
         z = inits[d.input[2]].astype(np.float32) if len(d.input) > 2 else np.zeros_like(s)
-        if src in inits: q8 = inits[src]
-        elif src in prod and prod[src].op_type == 'QuantizeLinear' and prod[src].input[0] in inits:   # TensorRT's Q->DQ on a float weight
-            w = inits[prod[src].input[0]]
-            shape = (-1,) + (1,) * (w.ndim - 1) if s.size > 1 else ()
-            q8 = np.clip(np.rint(w / s.reshape(shape)) + z.reshape(shape), -128, 127)
-        else: continue
-        shape = (-1,) + (1,) * (q8.ndim - 1) if s.size > 1 else ()
-        out[n.name] = ((q8.astype(np.float32) - z.reshape(shape)) * s.reshape(shape)).astype(np.float32)
+        ndim = (inits[src] if src in inits else inits[qn.input[0]]).ndim
+        if s.size > 1: s, z = (v.reshape((-1,) + (1,) * (ndim - 1)) for v in (s, z))   # per output channel
+        q8 = inits[src] if src in inits else np.clip(np.rint(inits[qn.input[0]] / s) + z, -128, 127)   # TensorRT: Q->DQ on a float weight
+        out[n.name] = ((q8.astype(np.float32) - z) * s).astype(np.float32)
     return out
 
-def _conv_input_means(path:Path, batches:list)->dict:
-    "Mean input map (C×H×W) of every Conv of an ONNX file over calibration batches, by tensor name."
-    import onnxruntime as ort
-    m = onnx.load(str(path))
-    names = list(dict.fromkeys(n.input[0] for n in m.graph.node if n.op_type == 'Conv'))
-    have = {o.name for o in m.graph.output}
-    m.graph.output.extend(onnx.helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, None) for x in names if x not in have)
-    so = ort.SessionOptions(); so.log_severity_level = 3
-    sess = ort.InferenceSession(m.SerializeToString(), so, providers=['CPUExecutionProvider'])
-    feed, sums, n = m.graph.input[0].name, {}, 0
+def _conv_input_means(m:onnx.ModelProto, batches:list, work:Path)->dict:
+    "Mean input map (C×H×W) of every Conv of a model over calibration batches, by tensor name (`work`: a folder for the probe file)."
+    probe = onnx.ModelProto(); probe.CopyFrom(m)
+    names = list(dict.fromkeys(n.input[0] for n in probe.graph.node if n.op_type == 'Conv'))
+    have = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(onnx.helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, None) for x in names if x not in have)
+    onnx.save(probe, str(Path(work)/'probe.onnx'))
+    sess = ort_session(Path(work)/'probe.onnx', providers=['CPUExecutionProvider'])
+    feed, sums, n = probe.graph.input[0].name, {}, 0
     for b in batches:
-        outs = sess.run(names, {feed: b})
-        for x, o in zip(names, outs): sums[x] = sums.get(x, 0) + o.astype(np.float64).sum(0)
+        for x, o in zip(names, sess.run(names, {feed: b})): sums[x] = sums.get(x, 0) + o.astype(np.float64).sum(0)
         n += len(b)
     return {x: v / n for x, v in sums.items()}
 
@@ -280,6 +276,7 @@ def quantize_onnx(src:str|Path, # a float32 .onnx file (from `export_onnx`)
     if meta.get('dtype', 'float32') != 'float32': raise InputValueError(f"{src} is a {meta['dtype']} graph; quantise a float32 export")
     methods = dict(minmax=CalibrationMethod.MinMax, percentile=CalibrationMethod.Percentile, entropy=CalibrationMethod.Entropy)
     if method not in methods: raise InputValueError(f"method must be one of {list(methods)}; got {method!r}")
+    if float_convs < 0: raise InputValueError(f"float_convs must be 0 or more; got {float_convs}")
     name = onnx.load(str(src), load_external_data=False).graph.input[0].name
     batches, seen = [], 0
     for x in _calib_batches(calib, meta.get('size_test'), batch_size, num_workers):
@@ -302,9 +299,9 @@ def quantize_onnx(src:str|Path, # a float32 .onnx file (from `export_onnx`)
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter('ignore')
                 quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-                convs = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == 'Conv']
-                if not 0 <= float_convs < len(convs):
-                    raise InputValueError(f"float_convs={float_convs}: it must be at least 0 and below the model's {len(convs)} convolutions")
+                pm = onnx.load(str(pre))
+                convs = [n.name for n in pm.graph.node if n.op_type == 'Conv']
+                if float_convs >= len(convs): raise InputValueError(f"float_convs={float_convs}: the model has only {len(convs)} convolutions")
                 exclude = list(exclude_nodes or []) + convs[:float_convs]
                 extra = dict(QDQKeepRemovableActivations=True,   # ReLU6/Clip stay nodes, as in the float graph (ORT fuses them: same speed)
                              ActivationSymmetric=for_tensorrt, WeightSymmetric=True, AddQDQPairToWeight=for_tensorrt, DedicatedQDQPair=for_tensorrt,
@@ -315,9 +312,8 @@ def quantize_onnx(src:str|Path, # a float32 .onnx file (from `export_onnx`)
                         nodes_to_exclude=exclude, reduce_range=bool(reduce_range))
                 if bias_correction:   # the weights' rounding does not depend on calibration: one batch shows it
                     quant(pre, batches[:1])
-                    m = onnx.load(str(pre))
-                    _correct_conv_bias(m, _conv_weights_dq(onnx.load(str(out))), _conv_input_means(pre, batches))
-                    onnx.save(m, str(pre))
+                    _correct_conv_bias(pm, _conv_weights_dq(onnx.load(str(out))), _conv_input_means(pm, batches, td))
+                    onnx.save(pm, str(pre))
                 quant(pre, batches)
         finally: root.setLevel(level)
         m = onnx.load(str(out))
