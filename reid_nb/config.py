@@ -9,14 +9,13 @@ from __future__ import annotations
 import ast, copy, warnings
 from pathlib import Path
 import yaml
-from .core import InputValueError, InputKeyError, InputTypeError, InputFileError
+from .core import InputValueError, InputKeyError, InputTypeError, InputFileError, IMAGENET_MEAN, IMAGENET_STD
 
 # %% auto #0
 __all__ = ['get_default_config', 'coerce_value', 'merge_config', 'cfg_get', 'cfg_set', 'merge_opts', 'load_config', 'save_config']
 
 # %% ../nbs/09_config.ipynb #18a83742
-_IMNET_MEAN = [0.485*255, 0.456*255, 0.406*255]
-_IMNET_STD = [0.229*255, 0.224*255, 0.225*255]
+_IMNET_MEAN, _IMNET_STD = [v * 255 for v in IMAGENET_MEAN], [v * 255 for v in IMAGENET_STD]  # FastReID's PIXEL_MEAN/STD are 0-255
 
 _DEFAULTS = {
     'MODEL': {

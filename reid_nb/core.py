@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['default_device', 'InputError', 'InputValueError', 'InputKeyError', 'InputTypeError', 'InputFileError', 'interactive',
-           'seed_everything', 'get_rng_states', 'set_rng_states', 'save_checkpoint', 'load_checkpoint']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'DEFAULT_SIZE', 'default_device', 'InputError', 'InputValueError', 'InputKeyError',
+           'InputTypeError', 'InputFileError', 'interactive', 'Registry', 'seed_everything', 'get_rng_states',
+           'set_rng_states', 'save_checkpoint', 'load_checkpoint']
 
 # %% ../nbs/00_core.ipynb #2e45e1da
 def default_device(prefer:str|None=None, # 'cuda', 'mps' or 'cpu'; None picks the best available
@@ -44,6 +45,53 @@ def interactive()->bool:
     "Is output watched by a person — a Jupyter notebook or a terminal? (Else: a log file or a pipe.)"
     from fastcore.imports import IN_NOTEBOOK
     return bool(IN_NOTEBOOK) or sys.stdout.isatty()
+
+# %% ../nbs/00_core.ipynb #f0c7e2ae
+IMAGENET_MEAN = (0.485, 0.456, 0.406) # per-channel mean of ImageNet, RGB in [0, 1]
+IMAGENET_STD = (0.229, 0.224, 0.225) # per-channel std of ImageNet, RGB in [0, 1]
+DEFAULT_SIZE = (256, 128) # (H, W): FastReID's person re-id input, training and test
+
+# %% ../nbs/00_core.ipynb #4487606d
+class Registry:
+    "Names → objects for one kind of plug-in; unknown names are looked up among the installed `reid_nb.<group>` entry points."
+    def __init__(self,
+                 kind:str, # what the entries are, for messages: 'meta-architecture', 'runtime', ...
+                 group:str|None=None, # entry-point group suffix: entries of `reid_nb.<group>` load on first use
+                 key=None, # name normaliser, e.g. `str.lower` (default: names as given)
+                ):
+        self.kind, self.group, self.key, self._d, self._names = kind, group, key or (lambda n: n), {}, {}
+
+    def register(self, name:str, obj=None):
+        "Register `obj` under `name`, or use as a decorator: `@REG.register('name')`; returns `obj`."
+        if obj is None: return lambda o: self.register(name, o)
+        self._d[self.key(name)], self._names[self.key(name)] = obj, name
+        return obj
+
+    def _entry_points(self)->dict:
+        if self.group is None: return {}
+        from importlib.metadata import entry_points
+        return {self.key(ep.name): ep for ep in entry_points(group=f'reid_nb.{self.group}')}
+
+    def names(self)->list:
+        "Every name (as registered): registered, or declared by an entry point and not loaded yet."
+        eps = {k: ep.name for k, ep in self._entry_points().items()}
+        return sorted({**eps, **self._names}.values())
+
+    def __contains__(self, name)->bool: return self.key(name) in self._d or self.key(name) in self._entry_points()
+
+    def __getitem__(self, name):
+        k = self.key(name)
+        if k not in self._d:
+            ep = self._entry_points().get(k)
+            if ep is None: raise InputKeyError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names()) or 'none'}")
+            obj = ep.load()  # importing the module may register the entry itself
+            if k not in self._d: self.register(ep.name, obj)
+        return self._d[k]
+
+    def __iter__(self): return iter(self.names())
+    def __len__(self): return len(self.names())
+    def items(self): return [(n, self[n]) for n in self.names()]
+    def __repr__(self): return f"Registry({self.kind}: {', '.join(self.names())})"
 
 # %% ../nbs/00_core.ipynb #68f9fb7d
 def seed_everything(seed:int=0, # the seed for python, numpy and torch (CPU and CUDA)

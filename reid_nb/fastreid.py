@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from torch import nn
-from .core import InputValueError, InputKeyError
+from .core import InputValueError, InputKeyError, DEFAULT_SIZE
 from .config import cfg_get, load_config
 from .backbones import read_state_dict, load_weights
-from .models import build_model, MGN
+from .models import build_model, MGN, ModelMeta, CHECKPOINT_FORMATS
 
 # %% auto #0
 __all__ = ['FASTREID_RENAMES', 'TORCHREID_ARCHS', 'fastreid_model_args', 'build_model_from_config', 'fastreid_data_args',
@@ -212,7 +212,7 @@ def load_fastreid_checkpoint(path:str|Path, # FastReID checkpoint ({'model': sta
                                     **({} if nl is None else {'nl_inter_channels': nl.shape[0]}))
     model.load_report = load_weights(model, sd, fastreid_filter_fn, strict, source=str(path))
     size, size_test = ([v[0], v[0]] if len(v) == 1 else list(v) for v in (cfg_get(cfg, f'INPUT.SIZE_{k}') for k in ('TRAIN', 'TEST')))
-    model.reid_meta = dict(arch=model.build_args['arch'], size=size, size_test=size_test, path=str(path), format='fastreid')
+    model.reid_meta = ModelMeta.of(model, size, size_test, path=str(path), format='fastreid')
     return model.eval()
 
 # %% ../nbs/15_fastreid.ipynb #408b8305
@@ -256,10 +256,11 @@ def load_torchreid_checkpoint(path:str|Path, # torchreid checkpoint ({'state_dic
         name, ls, D = _TR_RESNET[arch]
         model = build_model(name, K, pretrained=False, last_stride=ls, neck='reduction' if D else 'linear', embedding_dim=D, stem_pool='torchvision')
     model.load_report = load_weights(model, sd, torchreid_filter_fn, strict, source=str(path))
-    model.reid_meta = dict(arch=arch, size=[256, 128], size_test=[256, 128], path=str(path), format='torchreid')
+    model.reid_meta = ModelMeta.of(model, DEFAULT_SIZE, DEFAULT_SIZE, path=str(path), format='torchreid')  # torchreid's default input
     return model.eval()
 
 # %% ../nbs/15_fastreid.ipynb #0a78f77e
+@CHECKPOINT_FORMATS.register('fastreid')
 def load_foreign_checkpoint(path:str|Path, # a FastReID or torchreid checkpoint
                             config=None, # FastReID: its config (default: `config.yaml` beside the file)
                             arch:str|None=None, # torchreid: the architecture name

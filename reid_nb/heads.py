@@ -11,10 +11,11 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import InputValueError
+from .core import InputValueError, InputTypeError
 
 # %% auto #0
-__all__ = ['CLASSIFIERS', 'Linear', 'CosSoftmax', 'ArcSoftmax', 'CircleSoftmax', 'ReIDOutput', 'EmbeddingHead']
+__all__ = ['CLASSIFIERS', 'Linear', 'CosSoftmax', 'ArcSoftmax', 'CircleSoftmax', 'ReIDOutput', 'embedding_of', 'bn_neck',
+           'EmbeddingHead']
 
 # %% ../nbs/12_heads.ipynb #f1503b6b
 class Linear(nn.Module):
@@ -109,8 +110,19 @@ class ReIDOutput:
     def __getitem__(self, k): return getattr(self, k)
     def keys(self): return [f.name for f in fields(self)]
 
+# %% ../nbs/12_heads.ipynb #901dd03e
+def embedding_of(out, # a model's output: a tensor, a `ReIDOutput`, a dict or a tuple
+                )->Tensor:
+    "The B×D embedding of a model's output (a tensor, or an object/dict with `neck`/`features`/`feats`, or a tuple's first tensor)."
+    if isinstance(out, Tensor): return out
+    for k in ('neck', 'features', 'feats'):
+        v = out.get(k) if isinstance(out, dict) else getattr(out, k, None)
+        if isinstance(v, Tensor): return v
+    if isinstance(out, (tuple, list)) and len(out) and isinstance(out[0], Tensor): return out[0]
+    raise InputTypeError(f"cannot find an embedding in a model output of type {type(out).__name__}")
+
 # %% ../nbs/12_heads.ipynb #553a3f28
-def _bn_neck(dim:int, bias_frozen:bool)->nn.BatchNorm2d:
+def bn_neck(dim:int, bias_frozen:bool)->nn.BatchNorm2d:
     bn = nn.BatchNorm2d(dim)
     nn.init.ones_(bn.weight); nn.init.zeros_(bn.bias)
     bn.bias.requires_grad_(not bias_frozen)
@@ -143,9 +155,9 @@ class EmbeddingHead(nn.Module):
             conv = nn.Conv2d(in_channels, embedding_dim, 1, 1, bias=False)
             nn.init.kaiming_normal_(conv.weight, mode='fan_out')
             layers.append(conv)
-        if neck == 'bnneck': layers.append(_bn_neck(dim, with_bn_bias_frozen))
+        if neck == 'bnneck': layers.append(bn_neck(dim, with_bn_bias_frozen))
         if neck == 'reduction':
-            layers += [_bn_neck(dim, False), nn.ReLU(inplace=True)] + ([nn.Dropout(dropout)] if dropout > 0 else [])
+            layers += [bn_neck(dim, False), nn.ReLU(inplace=True)] + ([nn.Dropout(dropout)] if dropout > 0 else [])
         self.bottleneck = nn.Sequential(*layers)
         self.out_channels = dim
         self.cls_layer = CLASSIFIERS[cls_type](0, num_classes, scale, margin) if num_classes > 0 else None

@@ -6,23 +6,22 @@ Docs: https://reid-nb.github.io/reid_nb/models.html.md"""
 
 # %% ../nbs/14_models.ipynb #7b911829
 from __future__ import annotations
-import copy, warnings
+import copy, dataclasses, warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import torch
 from torch import nn, Tensor
-from .core import save_checkpoint, load_checkpoint, InputValueError
+from .core import save_checkpoint, load_checkpoint, InputValueError, Registry, IMAGENET_MEAN, IMAGENET_STD, DEFAULT_SIZE
 from .layers import get_pooling
 from .heads import EmbeddingHead, ReIDOutput
 from .backbones import build_backbone, load_weights, read_state_dict
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'MGN_HEADS', 'ReIDModel', 'MGN', 'fastreid_resnest_dilation', 'build_model',
-           'model_meta', 'save_reid_model', 'load_reid_model', 'model_summary']
+__all__ = ['MGN_HEADS', 'META_ARCHS', 'CHECKPOINT_FORMATS', 'ReIDModel', 'MGN', 'fastreid_resnest_dilation', 'build_baseline',
+           'build_mgn', 'build_model', 'ModelMeta', 'save_reid_model', 'load_reid_model', 'model_summary']
 
 # %% ../nbs/14_models.ipynb #c6199217
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
 class _Normalized(nn.Module):
     "Mixin: `pixel_mean` / `pixel_std` buffers (3 values for [0, 1] RGB), `preprocess`, `embed`."
     def _init_norm(self, pixel_mean, pixel_std):
@@ -177,6 +176,19 @@ def fastreid_resnest_dilation(backbone:nn.Module)->list:
         changed.append(f'layer4.{i}.conv2')
     return changed
 
+META_ARCHS = Registry('meta-architecture', 'meta_archs')
+
+@META_ARCHS.register('baseline')
+def build_baseline(backbone:nn.Module, pool:str, head_kw:dict, pixel_mean, pixel_std)->ReIDModel:
+    "FastReID's `Baseline`: one pooling and one `EmbeddingHead` over the backbone's map."
+    C = backbone.out_channels
+    return ReIDModel(backbone, get_pooling(pool, in_channels=C), EmbeddingHead(C, **head_kw), pixel_mean, pixel_std)
+
+@META_ARCHS.register('mgn')
+def build_mgn(backbone:nn.Module, pool:str, head_kw:dict, pixel_mean, pixel_std)->MGN:
+    "MGN: the backbone cut into its branches, each of the 8 heads an `EmbeddingHead` with the same settings."
+    return MGN(backbone, pool, lambda c: EmbeddingHead(c, **head_kw), pixel_mean, pixel_std)
+
 def build_model(arch:str='resnet50', # backbone name, see `reid_nb.backbones.BACKBONES`
                 num_classes:int=0, # identities for the classifier; 0: embedding only
                 pretrained=None, # backbone weights: a timm name / local file (see `build_backbone`); None or False: random
@@ -190,7 +202,7 @@ def build_model(arch:str='resnet50', # backbone name, see `reid_nb.backbones.BAC
                 cls_type:str='linear', # 'linear', 'cosSoftmax', 'arcSoftmax', 'circleSoftmax'
                 scale:float=1., # classifier scale s
                 margin:float=0., # classifier margin m
-                meta_arch:str='baseline', # 'baseline' (ReIDModel), 'mgn' or 'partial' (`reid_nb.dsr.PartialModel`: + foreground branch for DSR)
+                meta_arch:str='baseline', # a `META_ARCHS` name: 'baseline' (ReIDModel), 'mgn', 'partial' (`reid_nb.dsr`: + foreground branch for DSR)
                 resnest_dilation:bool=False, # FastReID's ResNeSt: with last_stride=1, dilate `layer4` (see `fastreid_resnest_dilation`)
                 pixel_mean=IMAGENET_MEAN, # input normalisation, for RGB in [0, 1]
                 pixel_std=IMAGENET_STD,
@@ -198,46 +210,94 @@ def build_model(arch:str='resnet50', # backbone name, see `reid_nb.backbones.BAC
                )->nn.Module:
     "Build a re-id model (`ReIDModel` or `MGN`) from explicit arguments; they are kept in `model.build_args`."
     args = _plain({k: v for k, v in locals().items() if k not in ('pretrained', 'backbone_kw')} | backbone_kw)
-    if meta_arch not in ('baseline', 'mgn', 'partial'): raise InputValueError(f"meta_arch={meta_arch!r}: expected 'baseline', 'mgn' or 'partial'")
+    if meta_arch not in META_ARCHS: raise InputValueError(f"meta_arch={meta_arch!r}: expected one of {', '.join(META_ARCHS.names())}")
     if resnest_dilation and not arch.startswith(('resnest', 'timm:resnest')):
         raise InputValueError(f"resnest_dilation=True is FastReID's ResNeSt layout; {arch!r} is not a ResNeSt")
     backbone = build_backbone(arch, pretrained=pretrained, last_stride=last_stride, with_ibn=with_ibn, with_nl=with_nl, **backbone_kw)
-    def make_head(c): return EmbeddingHead(c, num_classes, embedding_dim=embedding_dim, neck=neck, neck_feat=neck_feat,
-                                           cls_type=cls_type, scale=scale, margin=margin)
-    if meta_arch == 'mgn': model = MGN(backbone, pool, make_head, pixel_mean, pixel_std)
-    else:
-        if resnest_dilation and last_stride == 1: fastreid_resnest_dilation(backbone)
-        C = backbone.out_channels
-        if meta_arch == 'partial':
-            from reid_nb.dsr import PartialModel, PartialHead  # here, not at the top: reid_nb.dsr builds on this module
-            model = PartialModel(backbone, get_pooling(pool, in_channels=C), PartialHead(C, num_classes, embedding_dim=embedding_dim, neck=neck,
-                                 neck_feat=neck_feat, cls_type=cls_type, scale=scale, margin=margin), pixel_mean, pixel_std)
-        else: model = ReIDModel(backbone, get_pooling(pool, in_channels=C), make_head(C), pixel_mean, pixel_std)
+    if resnest_dilation and last_stride == 1 and meta_arch != 'mgn': fastreid_resnest_dilation(backbone)
+    head_kw = dict(num_classes=num_classes, embedding_dim=embedding_dim, neck=neck, neck_feat=neck_feat, cls_type=cls_type, scale=scale, margin=margin)
+    model = META_ARCHS[meta_arch](backbone, pool, head_kw, pixel_mean, pixel_std)
     model.build_args = args
     return model
 
 
-
 # %% ../nbs/14_models.ipynb #aa4d80dd
-def _hw(size)->list|None:
-    "An (H, W) size as a list (an int `s` means s×s)."
+def _hw(size)->tuple|None:
+    "An (H, W) size as a tuple of ints (an int `s` means s×s); None stays None."
     if size is None: return None
-    return [int(size), int(size)] if isinstance(size, int) else [int(v) for v in size]
+    hw = (int(size), int(size)) if isinstance(size, (int, np.integer)) else tuple(int(v) for v in size)
+    if len(hw) != 2 or min(hw) <= 0: raise InputValueError(f"a size is (H, W) with two positive values; got {size!r}")
+    return hw
 
-def model_meta(model:nn.Module, # a model from `build_model` (or `load_reid_model`)
-               size=None, # training input (H, W); default: the one the model was loaded with
-               size_test=None, # test input (H, W); default: `size`
-               recipe:dict|None=None, # the training recipe used
-              )->dict:
-    "What a checkpoint records about `model`: arch, build arguments, class count, normalisation, input sizes, recipe."
-    known = getattr(model, 'reid_meta', {})
-    size = _hw(size) or known.get('size')
-    d = dict(size=size, size_test=_hw(size_test) or known.get('size_test') or size, recipe=_plain(recipe or known.get('recipe'), 'recipe'))
-    build = getattr(model, 'build_args', None)
-    if build is not None: d.update(arch=build['arch'], build=dict(build), num_classes=build['num_classes'])
-    if hasattr(model, 'pixel_mean'):  # the buffers: what the weights were trained with (an import may differ from the config)
-        d.update(pixel_mean=model.pixel_mean.flatten().tolist(), pixel_std=model.pixel_std.flatten().tolist())
-    return d
+def _is_plain(v)->bool:
+    "Numbers, strings, None and lists/dicts of them: what a description may carry (not tensors or optimiser state)."
+    if isinstance(v, dict): return all(isinstance(k, str) and _is_plain(x) for k, x in v.items())
+    if isinstance(v, (list, tuple)): return all(_is_plain(x) for x in v)
+    return v is None or isinstance(v, (bool, int, float, str))
+
+@dataclass
+class ModelMeta:
+    "One description of a re-id model, written and read by checkpoints, exported files, embeddings files and galleries."
+    arch:str|None=None # backbone name
+    build:dict|None=None # every `build_model` argument: what rebuilds the model
+    size:tuple|None=None # training input (H, W)
+    size_test:tuple|None=None # test input (H, W): what embedding runs at
+    pixel_mean:tuple|None=None # input normalisation, RGB in [0, 1]
+    pixel_std:tuple|None=None
+    recipe:dict|None=None # the training recipe used
+    version:str|None=None # the reid_nb version that wrote the description
+    extra:dict=field(default_factory=dict) # what else the writer recorded: epoch, metrics, path, format, dim, ...
+
+    def __post_init__(self):
+        self.size, self.size_test = _hw(self.size), _hw(self.size_test)
+        if self.pixel_mean is not None: self.pixel_mean = tuple(float(v) for v in self.pixel_mean)
+        if self.pixel_std is not None: self.pixel_std = tuple(float(v) for v in self.pixel_std)
+
+    @property
+    def num_classes(self)->int|None: return (self.build or {}).get('num_classes')
+
+    def input_size(self, size=None)->tuple:
+        "The (H, W) to run the model at: `size` when given, else the test size, else the training size."
+        hw = _hw(size) or self.size_test or self.size
+        if hw is None: raise InputValueError("the model does not record its input size (size_test): pass size=(H, W)")
+        return hw
+
+    def to_dict(self)->dict:
+        "Plain entries for a file (checkpoint keys, or JSON), stamped with this reid_nb version; `num_classes` copied from `build`."
+        from reid_nb import __version__
+        d = dict(arch=self.arch, build=self.build, num_classes=self.num_classes, size=self.size, size_test=self.size_test,
+                 pixel_mean=self.pixel_mean, pixel_std=self.pixel_std, recipe=self.recipe)
+        return _plain({**self.extra, **{k: v for k, v in d.items() if v is not None}, 'reid_nb_version': __version__}, 'description entry')
+
+    @classmethod
+    def from_dict(cls, d:dict, # a checkpoint's entries, or the JSON metadata of an exported, embeddings or gallery file
+                  legacy_size:str='size', # what an old file's `size` means when it has no `size_test`: 'size' (training) or 'size_test'
+                 )->ModelMeta:
+        "Read a description back; entries that are not plain values (weights, optimiser state) are left out."
+        d = {k: v for k, v in d.items() if _is_plain(v)}
+        if legacy_size == 'size_test' and 'size_test' not in d and 'size' in d: d['size_test'] = d.pop('size')
+        known = {k: d.pop(k, None) for k in ('arch', 'build', 'size', 'size_test', 'pixel_mean', 'pixel_std', 'recipe')}
+        version = d.pop('reid_nb_version', None); d.pop('num_classes', None)
+        return cls(**known, version=version, extra=d)
+
+    @classmethod
+    def of(cls, model:nn.Module, # a model from `build_model` or `load_reid_model` (or any module)
+           size=None, size_test=None, # input (H, W) in training / at test time; default: what the model was loaded with
+           recipe:dict|None=None, # the training recipe; default: the loaded one
+           **extra, # more entries (epoch=, metrics=, ...)
+          )->ModelMeta:
+        "The description of `model`: sizes and recipe it was loaded with, its build arguments and normalisation buffers; given values win."
+        known = getattr(model, 'reid_meta', None) or cls()
+        size = _hw(size) or known.size
+        m = dataclasses.replace(known, size=size, size_test=_hw(size_test) or known.size_test or size, recipe=recipe or known.recipe,
+                                extra=dict(extra))  # a loaded file's own entries (epoch, metrics, path) describe that file, not this one
+        build = getattr(model, 'build_args', None)
+        if build is not None: m.build, m.arch = dict(build), build['arch']
+        if hasattr(model, 'pixel_mean'):  # the buffers: what the weights were trained with (an import may differ from the config)
+            m.pixel_mean, m.pixel_std = tuple(model.pixel_mean.flatten().tolist()), tuple(model.pixel_std.flatten().tolist())
+        return m
+
+CHECKPOINT_FORMATS = Registry('checkpoint format', 'checkpoint_formats')
 
 def save_reid_model(path:str|Path, # file to write (atomically)
                     model:nn.Module, # a model from `build_model`
@@ -245,22 +305,24 @@ def save_reid_model(path:str|Path, # file to write (atomically)
                     recipe:dict|None=None, # the training recipe used
                     **extra, # more entries, e.g. epoch=12, metrics={...}
                    )->Path:
-    "Save `model` with everything that rebuilds it; `load_reid_model(path)` reads it back."
+    "Save `model` with its `ModelMeta`; `load_reid_model(path)` reads it back."
     if getattr(model, 'build_args', None) is None:
         raise InputValueError(f"{type(model).__name__} was not made by build_model, so a checkpoint cannot say how to rebuild it; "
                               "save model.state_dict() instead and load it into a model you build yourself (reid_nb.backbones.load_weights)")
-    return save_checkpoint(path, {'model': model.state_dict(), **model_meta(model, size, size_test, recipe), **_plain(extra, 'entry')})
+    return save_checkpoint(path, {'model': model.state_dict(), **ModelMeta.of(model, size, size_test, recipe, **_plain(extra, 'entry')).to_dict()})
 
-def load_reid_model(path:str|Path, # a reid_nb checkpoint (best.pth, last.pth, ...), or a FastReID / torchreid one
+def load_reid_model(path:str|Path, # a reid_nb checkpoint (best.pth, last.pth, ...), or a foreign one (FastReID, torchreid)
                     config=None, # FastReID checkpoints: their YAML config (default: the config.yaml beside the file)
                     arch:str|None=None, # torchreid checkpoints: the architecture name, e.g. 'osnet_x1_0'
                     strict:bool=True, # raise unless every tensor fits
                    )->nn.Module:
-    "Rebuild the model of a checkpoint and load its weights; returned in eval mode, with `model.reid_meta`."
+    "Rebuild the model of a checkpoint and load its weights; returned in eval mode, with its `ModelMeta` as `model.reid_meta`."
     ck = read_state_dict(path) if Path(path).suffix == '.safetensors' else load_checkpoint(path)  # safetensors hold no description
-    if 'reid_nb_version' not in ck:
-        from reid_nb.fastreid import load_foreign_checkpoint
-        return load_foreign_checkpoint(path, config=config, arch=arch, strict=strict, state=ck)
+    if 'reid_nb_version' not in ck:  # a foreign checkpoint: the formats registered by later chapters (reid_nb.fastreid)
+        for name in CHECKPOINT_FORMATS.names():
+            model = CHECKPOINT_FORMATS[name](path, config=config, arch=arch, strict=strict, state=ck)
+            if model is not None: return model
+        raise InputValueError(f"{path} was not written by reid_nb and no registered checkpoint format reads it")
     if config is not None or arch is not None:
         warnings.warn(f"{path} describes its own model: config= / arch= are not needed and not used")
     if not isinstance(ck.get('build'), dict) or 'model' not in ck:
@@ -273,8 +335,8 @@ def load_reid_model(path:str|Path, # a reid_nb checkpoint (best.pth, last.pth, .
         raise InputValueError(f"checkpoint {path}: its build arguments do not fit this version's build_model ({e}); "
                               f"it was written by reid_nb {ck['reid_nb_version']}") from None
     model.load_report = load_weights(model, ck['model'], strict=strict, source=str(path))
-    model.reid_meta = {k: ck[k] for k in ('arch', 'size', 'size_test', 'recipe', 'epoch', 'metrics', 'reid_nb_version') if k in ck}
-    model.reid_meta['path'] = str(path)
+    model.reid_meta = ModelMeta.from_dict(ck)
+    model.reid_meta.extra['path'] = str(path)
     return model.eval()
 
 # %% ../nbs/14_models.ipynb #c9b5e999

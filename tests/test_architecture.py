@@ -28,3 +28,64 @@ def test_pass_through_arguments_are_visible():
                      (reid_learner, ('pool', 'embedding_dim', 'cls_type'))]:
         params = inspect.signature(f).parameters
         assert all(k in params for k in shown), (f.__name__, list(params))
+
+# --- the import graph: chapters in dependency order, no circles, no private names across modules ---------------------
+import re
+
+ROOT = PKG.parent
+
+def _modules()->dict:
+    "reid_nb module name -> (path, chapter number and letter from its 'File to edit' header)."
+    out = {}
+    for p in sorted(PKG.rglob('*.py')):
+        if p.name in ('_modidx.py', '__init__.py'): continue
+        m = re.search(r'File to edit: [./]*nbs/(\d+)([a-z]?)_', p.read_text())
+        out['.'.join(p.relative_to(ROOT).with_suffix('').parts)] = (p, (int(m[1]), m[2]) if m else None)
+    return out
+
+def _edges(path:Path, mods)->list:
+    "(module imported, name taken from it or None) for every reid_nb import in a file, at any depth (lazy imports too)."
+    cur = '.'.join(path.relative_to(ROOT).with_suffix('').parts) if path.is_relative_to(PKG) else ''
+    out = []
+    for n in ast.walk(ast.parse(path.read_text())):
+        if isinstance(n, ast.Import): out += [(a.name, None) for a in n.names if a.name in mods]
+        elif isinstance(n, ast.ImportFrom):
+            mod = '.'.join(cur.split('.')[:-n.level] + ([n.module] if n.module else [])) if n.level else (n.module or '')
+            if not mod.startswith('reid_nb'): continue
+            for a in n.names:
+                if f'{mod}.{a.name}' in mods: out.append((f'{mod}.{a.name}', None))   # `from reid_nb.data import datasets`
+                elif mod in mods: out.append((mod, a.name))
+    return out
+
+def _graph():
+    mods = _modules()
+    return mods, {m: {t for t, _ in _edges(p, mods) if t != m} for m, (p, _) in mods.items()}
+
+def test_no_import_circles():
+    mods, g = _graph()
+    def reach(a):
+        seen, todo = set(), list(g[a])
+        while todo:
+            b = todo.pop()
+            if b not in seen: seen.add(b); todo += g.get(b, [])
+        return seen
+    circles = sorted(m for m in g if m in reach(m))
+    assert not circles, f"modules in an import circle: {circles}"
+
+def test_chapters_import_only_earlier_chapters():
+    mods, g = _graph()
+    assert all(ch is not None for _, ch in mods.values()), [m for m, (_, ch) in mods.items() if ch is None]
+    later = sorted(f"{a} ({mods[a][1][0]}{mods[a][1][1]}) -> {b} ({mods[b][1][0]}{mods[b][1][1]})"
+                   for a, bs in g.items() for b in bs if mods[b][1] > mods[a][1])
+    assert not later, f"imports of a later chapter: {later}"
+
+def test_no_private_names_across_modules():
+    "A helper two modules need is public: no `_name` is imported from another reid_nb module, by the package or the benches."
+    mods = _modules()
+    files = [p for p, _ in mods.values()] + sorted((ROOT/'bench').glob('*.py'))
+    private = [f"{p.relative_to(ROOT)} <- {m}.{n}" for p in files for m, n in _edges(p, mods) if n and n.startswith('_')]
+    for p in sorted((ROOT/'bench').glob('*.py')):  # and no bench takes a private name from another bench
+        for n in ast.walk(ast.parse(p.read_text())):
+            if isinstance(n, ast.ImportFrom) and n.module and (ROOT/'bench'/f'{n.module}.py').exists():
+                private += [f"{p.relative_to(ROOT)} <- bench.{n.module}.{a.name}" for a in n.names if a.name.startswith('_') and n.module != '_common']
+    assert not private, f"private names imported across modules: {private}"

@@ -12,12 +12,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 from PIL import Image
-from ..core import InputValueError, InputKeyError, InputTypeError, InputFileError
+from ..core import InputValueError, InputKeyError, InputTypeError, InputFileError, Registry
 
 # %% auto #0
-__all__ = ['COLUMNS', 'SPLITS', 'IMG_EXTS', 'MARKET_RX', 'DATASETS', 'DatasetWarning', 'validate_frame', 'market1501', 'dukemtmc',
-           'msmt17', 'cuhk03', 'veri', 'vehicleid_split', 'vehicleid', 'veriwild', 'partial_reid', 'partial_ilids',
-           'occluded_reid', 'from_folder', 'from_csv', 'verify_images', 'load_dataset', 'make_query_gallery']
+__all__ = ['COLUMNS', 'SPLITS', 'IMG_EXTS', 'MARKET_RX', 'MARKET_DIRS', 'DATASETS', 'DatasetWarning', 'validate_frame',
+           'market1501', 'dukemtmc', 'msmt17', 'cuhk03', 'veri', 'vehicleid_split', 'vehicleid', 'veriwild',
+           'partial_reid', 'partial_ilids', 'occluded_reid', 'from_folder', 'from_csv', 'verify_images',
+           'skip_unreadable', 'load_dataset', 'make_query_gallery']
 
 # %% ../../nbs/01_data.datasets.ipynb #3584562b
 COLUMNS = ['path', 'pid', 'camid', 'split', 'dataset']
@@ -141,7 +142,7 @@ def _split_folders_dataset(root, name:str, dataset:str, subdirs:tuple, dirs:dict
 # %% ../../nbs/01_data.datasets.ipynb #88fd5479
 MARKET_RX = re.compile(r'^(?P<pid>-1|\d+)_c(?P<camid>\d+)s\d+_\d+_\d+\.\w+$')
 _MARKET_RULE = '<pid>_c<cam>s<seq>_<frame>_<box>.jpg (e.g. 0002_c1s1_000451_03.jpg)'
-_MARKET_DIRS = dict(train='bounding_box_train', query='query', gallery='bounding_box_test')
+MARKET_DIRS = dict(train='bounding_box_train', query='query', gallery='bounding_box_test')
 
 def market1501(root, # `Market-1501-v15.09.15/` itself or its parent (also `market1501/`)
                strict:bool=False, # raise (instead of warn) when a split folder is missing
@@ -149,7 +150,7 @@ def market1501(root, # `Market-1501-v15.09.15/` itself or its parent (also `mark
               )->pd.DataFrame:
     "Market-1501: junk (pid -1) dropped and counted, distractors (pid 0) kept in the gallery, cameras 0-based."
     return _split_folders_dataset(root, 'Market-1501', 'market1501', ('Market-1501-v15.09.15', 'market1501', 'market1501/Market-1501-v15.09.15'),
-                                  _MARKET_DIRS, MARKET_RX, _MARKET_RULE, (1, 6), strict, on_bad, junk_pids=(-1,))
+                                  MARKET_DIRS, MARKET_RX, _MARKET_RULE, (1, 6), strict, on_bad, junk_pids=(-1,))
 
 _DUKE_RX = re.compile(r'^(?P<pid>\d+)_c(?P<camid>\d+)_f\d+\.\w+$')
 
@@ -158,7 +159,7 @@ def dukemtmc(root, # `DukeMTMC-reID/` itself or its parent
              on_bad:str='warn', # 'warn' or 'raise' for files breaking the naming rule
             )->pd.DataFrame:
     "DukeMTMC-reID: names `0001_c2_f0046182.jpg`, cameras c1..c8 -> camid 0..7."
-    return _split_folders_dataset(root, 'DukeMTMC-reID', 'dukemtmc', ('DukeMTMC-reID', 'dukemtmc', 'dukemtmc/DukeMTMC-reID'), _MARKET_DIRS,
+    return _split_folders_dataset(root, 'DukeMTMC-reID', 'dukemtmc', ('DukeMTMC-reID', 'dukemtmc', 'dukemtmc/DukeMTMC-reID'), MARKET_DIRS,
                                   _DUKE_RX, '<pid>_c<cam>_f<frame>.jpg (e.g. 0001_c2_f0046182.jpg)', (1, 8), strict, on_bad)
 
 # %% ../../nbs/01_data.datasets.ipynb #ad249670
@@ -233,14 +234,14 @@ def cuhk03(root, # `cuhk03-np/`, `cuhk03-np/<version>/` or their parent; or the 
     if version not in ('labeled', 'detected'): raise InputValueError(f"CUHK03: version must be 'labeled' or 'detected', got {version!r}")
     np_sub = tuple(f'{d}/{version}' for d in ('cuhk03-np', 'cuhk03_np', 'CUHK03-NP'))
     mat, img = f'cuhk03_new_protocol_config_{version}.mat', f'images_{version}'
-    try: _find_root(root, 'CUHK03', (version,) + np_sub, tuple(_MARKET_DIRS.values()))
+    try: _find_root(root, 'CUHK03', (version,) + np_sub, tuple(MARKET_DIRS.values()))
     except FileNotFoundError as e:   # not the CUHK03-NP layout: the .mat list layout?
         try: base = _find_root(root, 'CUHK03', ('cuhk03',), (mat,))
         except FileNotFoundError: raise InputFileError(f"{e}; nor {mat} (with {img}/) in {root} or {Path(root)/'cuhk03'}") from None
         if not (base/img).is_dir(): raise InputFileError(f"CUHK03: {base/img} not found; extract the images from cuhk-03.mat first")
         _cuhk03_mat(base, version, rep, on_bad, check_files)
         return _finish(rep, f'CUHK03-{version}')
-    return _split_folders_dataset(root, f'CUHK03-{version}', 'cuhk03', (version,) + np_sub, _MARKET_DIRS, _CUHK_NP_RX,
+    return _split_folders_dataset(root, f'CUHK03-{version}', 'cuhk03', (version,) + np_sub, MARKET_DIRS, _CUHK_NP_RX,
                                   '<pid>_c<view>_<n>.png (e.g. 0001_c1_1.png)', (1, 2), strict, on_bad)
 
 # %% ../../nbs/01_data.datasets.ipynb #67c7896d
@@ -443,6 +444,20 @@ def verify_images(df:pd.DataFrame, # a re-id frame (or anything with a `path` co
         raise InputFileError(f"{len(bad)} unreadable image(s): " + '; '.join(f"{p} ({r})" for p, r in bad[:10]) + (' ...' if len(bad) > 10 else ''))
     return bad
 
+# %% ../../nbs/01_data.datasets.ipynb #abbcc70d
+def skip_unreadable(df:pd.DataFrame, # a frame with a `path` column (relative or absolute paths)
+                    source=None, # where the images come from (a folder, a CSV, a data set), for the messages
+                    cache:str|Path|None=None, # as for `verify_images`
+                   )->pd.DataFrame:
+    "`df` without its unreadable images, after one warning that counts and names them; `InputFileError` when none is readable."
+    bad = verify_images(df, cache=cache)
+    if not bad: return df
+    where = f" of {source}" if source is not None else ''
+    listed = '; '.join(f"{p} ({r})" for p, r in bad[:5]) + (' ...' if len(bad) > 5 else '')
+    if len(bad) == len(df): raise InputFileError(f"none of the {len(df)} images{where} can be read: {listed}")
+    warnings.warn(f"{len(bad)} of {len(df)} images{where} cannot be read and are skipped: {listed}", DatasetWarning, stacklevel=2)
+    return df[~df['path'].astype(str).isin({p for p, _ in bad})].reset_index(drop=True)
+
 # %% ../../nbs/01_data.datasets.ipynb #2eeb87ff
 def _sized(f, **fixed):
     def g(root, **kw): return f(root, **{**fixed, **kw})
@@ -456,10 +471,8 @@ def load_dataset(name:str, # a key of `DATASETS` (case, '-' and '_' ignored), e.
                  **kwargs, # passed to the parser
                 )->pd.DataFrame:
     "Parse dataset `name` at `root` with its registered parser."
-    key = _norm(name)
-    for k, f in DATASETS.items():
-        if _norm(k) == key: return f(root, **kwargs)
-    raise InputKeyError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}")
+    if name not in DATASETS: raise InputKeyError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS.names())}")
+    return DATASETS[name](root, **kwargs)
 
 # %% ../../nbs/01_data.datasets.ipynb #a0995703
 def make_query_gallery(df:pd.DataFrame, # a train-only frame (all rows split == 'train')
@@ -494,13 +507,8 @@ def make_query_gallery(df:pd.DataFrame, # a train-only frame (all rows split == 
     return out
 
 # %% ../../nbs/01_data.datasets.ipynb #1b60c1a7
-def _synthetic(root, **kwargs):
-    "The synthetic identities of `reid_nb.data.synthetic.synthetic_reid` at `root`: read back when it holds them (and no option is given), else written there."
-    if not kwargs and (Path(root)/'synthetic.csv').is_file(): return from_csv(Path(root)/'synthetic.csv')
-    from reid_nb.data.synthetic import synthetic_reid
-    return synthetic_reid(root, **kwargs)
-
-DATASETS = {
+DATASETS = Registry('data set', 'datasets', key=_norm)  # later chapters add theirs (reid_nb.data.synthetic: 'synthetic')
+for _name, _parser in {
     'market1501': market1501, 'dukemtmc': dukemtmc, 'msmt17': msmt17, 'cuhk03': cuhk03,
     'cuhk03_labeled': _sized(cuhk03, version='labeled'), 'cuhk03_detected': _sized(cuhk03, version='detected'),
     'veri': veri, 'vehicleid': vehicleid, 'small_vehicleid': _sized(vehicleid, test_size=800),
@@ -508,5 +516,4 @@ DATASETS = {
     'veriwild': veriwild, 'small_veriwild': _sized(veriwild, test_size='small'),
     'medium_veriwild': _sized(veriwild, test_size='medium'), 'large_veriwild': _sized(veriwild, test_size='large'),
     'partial_reid': partial_reid, 'partial_ilids': partial_ilids, 'occluded_reid': occluded_reid,
-    'synthetic': _synthetic,
-}
+}.items(): DATASETS.register(_name, _parser)

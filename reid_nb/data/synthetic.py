@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 from ..core import InputValueError, InputFileError
-from .datasets import COLUMNS, IMG_EXTS, _MARKET_DIRS, validate_frame, make_query_gallery
+from .datasets import COLUMNS, IMG_EXTS, MARKET_DIRS, DATASETS, validate_frame, make_query_gallery, from_csv
 
 # %% auto #0
-__all__ = ['synthetic_reid']
+__all__ = ['synthetic_reid', 'load_synthetic']
 
 # %% ../../nbs/01b_data.synthetic.ipynb #be4534c7
 _PALETTE = np.array([(200, 30, 30), (30, 60, 160), (240, 240, 235), (25, 25, 25), (90, 90, 95), (40, 120, 50), (230, 200, 40),
@@ -138,15 +138,24 @@ def synthetic_reid(root, # folder to write into: created, empty, or holding an e
         rows += [(f'{pid:04d}_c{int(seen[i % k]) + 1}s1_{i:06d}_00.jpg', pid, int(seen[i % k]), 'train', 'synthetic') for i in range(imgs_per_id)]
     df = pd.DataFrame(rows, columns=COLUMNS)
     df = make_query_gallery(df, n_ids // 2 if n_test_ids is None else n_test_ids, seed=seed)
-    df['path'] = [str(Path(_MARKET_DIRS[s])/n) for s, n in zip(df.split, df.path)]
+    df['path'] = [str(Path(MARKET_DIRS[s])/n) for s, n in zip(df.split, df.path)]
     if (root/'synthetic.csv').is_file():     # a previous synthetic_reid run: remove its files (and only those)
         for p in pd.read_csv(root/'synthetic.csv').path: (root/p).unlink(missing_ok=True)
-    for d in _MARKET_DIRS.values():
+    for d in MARKET_DIRS.values():
         other = [p.name for p in (root/d).glob('*') if p.suffix.lower() in IMG_EXTS] if (root/d).is_dir() else []
         if other: raise InputFileError(f"synthetic_reid: {root/d} already holds {len(other)} image(s) (e.g. {other[0]}); use an empty folder")
-    for d in {_MARKET_DIRS[s] for s in df.split}: (root/d).mkdir(parents=True, exist_ok=True)
+    for d in {MARKET_DIRS[s] for s in df.split}: (root/d).mkdir(parents=True, exist_ok=True)
     for rel, pid, cam in zip(df.path, df.pid, df.camid):
         _render(ids[pid - 1], cams[cam], H, W, rng).save(root/rel, quality=quality)
     df.to_csv(root/'synthetic.csv', index=False)
     df['path'] = [str(root/p) for p in df.path]
     return validate_frame(df, 'synthetic_reid')
+
+# %% ../../nbs/01b_data.synthetic.ipynb #1447d568
+@DATASETS.register('synthetic')
+def load_synthetic(root, # folder: read back when it holds `synthetic.csv` (and no option is given), else drawn there
+                   **kwargs, # `synthetic_reid` options
+                  )->pd.DataFrame:
+    "The synthetic identities at `root` as a re-id frame: the ones saved there, or new ones drawn and written there."
+    if not kwargs and (Path(root)/'synthetic.csv').is_file(): return from_csv(Path(root)/'synthetic.csv')
+    return synthetic_reid(root, **kwargs)

@@ -12,15 +12,12 @@ import numpy as np
 import torch
 from PIL import Image
 import torchvision.transforms as T
-from ..core import InputValueError
+from ..core import InputValueError, IMAGENET_MEAN, IMAGENET_STD
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'ToFloatTensor', 'Cutout', 'RandomPatch', 'build_transforms', 'resize_batch']
+__all__ = ['ToFloatTensor', 'Cutout', 'RandomPatch', 'build_transforms', 'resize_batch']
 
 # %% ../../nbs/03_data.transforms.ipynb #7d0ab986
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 class ToFloatTensor:
     "PIL image (any mode) -> float tensor 3×H×W in [0, 1]."
     def __call__(self, img:Image.Image)->torch.Tensor:
