@@ -26,7 +26,8 @@ PARTS = HERE / 'results' / 'cross_domain'
 def run(a):
     import numpy as np, torch
     torch.set_num_threads(a.threads)
-    from reid_nb.adapt import cuhk03_pairs, cross_domain_split, adapt_domain
+    from reid_nb.data.datasets import cuhk03_pairs, cross_domain_split
+    from reid_nb.adapt import adapt_domain
     root = Path(a.root)
     if not (root / 'images').is_dir():
         print(f"skipped: CUHK03 pair folder {root} not found (pass --root or set REID_NB_CUHK03)"); return None
@@ -51,7 +52,7 @@ def label_quality(a):
     "Pseudo-label quality of the source model's features on the adaptation half (no training): what each piece adds."
     import torch, torch.nn.functional as F
     torch.set_num_threads(a.threads)
-    from reid_nb.adapt import cuhk03_pairs, cross_domain_split, _train_rows
+    from reid_nb.data.datasets import cuhk03_pairs, cross_domain_split
     from reid_nb.models import load_reid_model
     from reid_nb.data.loaders import ReIDDataset, ReIDLoader
     from reid_nb.data.transforms import build_transforms
@@ -63,7 +64,7 @@ def label_quality(a):
     adapt_df, _ = cross_domain_split(cuhk03_pairs(root), seed=a.split_seed)
     y = adapt_df.pid.to_numpy()
     m = load_reid_model(a.weights)
-    dl = ReIDLoader(ReIDDataset(_train_rows(adapt_df), build_transforms(tuple(m.reid_meta['size_test']), is_train=False)), batch_size=128)
+    dl = ReIDLoader(ReIDDataset(adapt_df, build_transforms(m.reid_meta.input_size(), is_train=False)), batch_size=128)   # the order adapt_domain extracts in
     f = granularity_features(m, dl, 2)
     rows = []
     def add(name, lab): rows.append(dict(labels=name, **cluster_quality(lab, y)))

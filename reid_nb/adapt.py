@@ -6,7 +6,7 @@ Docs: https://reid-nb.github.io/reid_nb/adapt.html.md"""
 
 # %% ../nbs/36_adapt.ipynb #2cd5f51e
 from __future__ import annotations
-import copy, re, time, warnings
+import copy, time, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -16,72 +16,29 @@ from torch import nn, Tensor
 from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastcore.meta import delegates
-from .core import InputValueError, InputFileError, InputTypeError, seed_everything
-from .data.datasets import validate_frame
+from .core import InputValueError, InputTypeError, seed_everything
+from .data.datasets import skip_unreadable
 from .data.loaders import ReIDDataset, ReIDLoader, ReIDDataLoaders
 from .data.samplers import IdentitySampler
 from .data.transforms import build_transforms
 from .losses import cross_entropy_ls, triplet_loss
-from .learner import param_groups, reid_optimizer
-from .models import load_reid_model
+from .learner import RECIPES, param_groups, reid_optimizer
+from .models import ModelMeta, load_reid_model
 from .evaluate import reid_eval
 from .pseudo_labels import granularity_features, pseudo_labels, cluster_quality
 from .distill import ema_update
 
 # %% auto #0
-__all__ = ['cuhk03_pairs', 'cross_domain_split', 'EMATeacher', 'adapt_domain']
-
-# %% ../nbs/36_adapt.ipynb #8b3b4373
-_PAIR_RX = re.compile(r'^(\d+)_(\d{2})\.(jpg|jpeg|png)$', re.I)
-
-def cuhk03_pairs(root, # the folder holding `images/` (or `images/` itself) with files `PPPP_NN.jpg`
-                 dataset:str='cuhk03_pairs', # the frame's `dataset` value
-                )->pd.DataFrame:
-    "A re-id frame of a CUHK03 camera-pair folder: pid from PPPP, camid 0 for NN 00-04 (camera A), 1 for 05-09 (camera B)."
-    root = Path(root).expanduser()
-    folder = root / 'images' if (root / 'images').is_dir() else root
-    if not folder.is_dir(): raise InputFileError(f"cuhk03_pairs: {root} is not a folder (expected one holding images/PPPP_NN.jpg)")
-    rows = []
-    for p in sorted(folder.iterdir()):
-        if p.is_dir() or p.name.startswith('.') or p.suffix.lower() in ('.md', '.txt'): continue
-        m = _PAIR_RX.match(p.name)
-        if m is None: raise InputValueError(f"cuhk03_pairs: {p} does not follow the PPPP_NN.jpg rule (identity _ two-digit image number)")
-        nn_ = int(m.group(2))
-        if nn_ > 9: raise InputValueError(f"cuhk03_pairs: {p}: image number {nn_:02d} is not 00-09 (00-04 camera A, 05-09 camera B)")
-        rows.append((str(p), int(m.group(1)), int(nn_ >= 5)))
-    if not rows: raise InputFileError(f"cuhk03_pairs: {folder} holds no PPPP_NN.jpg images")
-    df = pd.DataFrame(rows, columns=['path', 'pid', 'camid']).assign(split='train', dataset=dataset)
-    validate_frame(df, f'cuhk03_pairs({root})')
-    return df
-
-def cross_domain_split(df:pd.DataFrame, # a frame of one domain, e.g. `cuhk03_pairs(root)`
-                       seed:int=0, # identity shuffle and query choice
-                       test_frac:float=0.5, # share of the identities in the test half
-                       query_cam:int=0, # the test queries come from this camera, the gallery from the others
-                      )->tuple[pd.DataFrame, pd.DataFrame]:
-    "Disjoint (adaptation frame [split 'train'], test frame [one `query_cam` query per identity, its other-camera gallery])."
-    rng = np.random.default_rng(seed)
-    ids = np.array(sorted(df.pid.unique()))
-    if len(ids) < 2: raise InputValueError(f"cross_domain_split: need at least 2 identities, got {len(ids)}")
-    rng.shuffle(ids)
-    n_test = int(round(len(ids) * test_frac))
-    if not 0 < n_test < len(ids): raise InputValueError(f"cross_domain_split: test_frac={test_frac} leaves an empty half of {len(ids)} identities")
-    test_ids = set(ids[:n_test].tolist())
-    adapt = df[~df.pid.isin(test_ids)].assign(split='train').reset_index(drop=True)
-    rows = []
-    for pid, g in df[df.pid.isin(test_ids)].groupby('pid', sort=True):
-        qc, gc = g[g.camid == query_cam], g[g.camid != query_cam]
-        if not len(qc) or not len(gc): continue                   # scored only with a query and a gallery image
-        q = qc.iloc[[rng.integers(len(qc))]]
-        rows += [q.assign(split='query'), gc.assign(split='gallery')]
-    if not rows: raise InputValueError(f"cross_domain_split: no test identity has images from camera {query_cam} and another camera")
-    return adapt, pd.concat(rows, ignore_index=True)
+__all__ = ['EMATeacher', 'adapt_domain']
 
 # %% ../nbs/36_adapt.ipynb #968800f9
 class EMATeacher(Callback):
     "Keep `teacher` an exponential moving average of the learner's model (or of `learn.model.<attr>`) after every step."
     order = 60
-    def __init__(self, teacher:nn.Module, momentum:float=0.999, attr:str|None=None):
+    def __init__(self, teacher:nn.Module, # the averaged copy, updated in place (no gradients)
+                 momentum:float=0.999, # m, the weight of the old average (MMT: 0.999)
+                 attr:str|None=None, # average `learn.model.<attr>` instead of `learn.model` (a wrapped student)
+                ):
         if not 0 <= momentum < 1: raise InputValueError(f"EMATeacher: momentum={momentum} must be in [0, 1)")
         self.teacher, self.momentum, self.attr = teacher, momentum, attr
     def after_step(self):
@@ -115,21 +72,31 @@ class _AdaptLoss:
         return ce + (triplet_loss(feat, y[:, 0], margin=0.) if self.triplet else 0.)
 
 # %% ../nbs/36_adapt.ipynb #741d7815
+_BOT = RECIPES['bagtricks']   # where adapt_domain's batch, augmentation, label smoothing and optimiser defaults come from
+
+def _bot(value, part:str, key:str):
+    "`value`, or the bagtricks recipe's `part`.`key` when it is None."
+    return _BOT[part][key] if value is None else value
+
 def _train_rows(target_df:pd.DataFrame)->pd.DataFrame:
     "The adaptation frame without its identities: path, camid, and pid = row number (what the loaders key on)."
     if 'path' not in target_df.columns: raise InputValueError(f"adapt_domain: the target frame has no 'path' column (it has {list(target_df.columns)})")
     cam = target_df['camid'].to_numpy() if 'camid' in target_df.columns else np.full(len(target_df), -1)
     return pd.DataFrame(dict(path=target_df['path'].astype(str).to_numpy(), pid=np.arange(len(target_df)), camid=cam))
 
-def _sizes(model, size, size_test):
-    meta = getattr(model, 'reid_meta', {}) or {}
-    size = tuple(size or meta.get('size') or (256, 128))
-    return size, tuple(size_test or meta.get('size_test') or size)
+def _input_sizes(model:nn.Module, size=None, size_test=None)->tuple:
+    "(training, feature) (H, W): as given, else as the model's `ModelMeta` records (see above); one error when neither says."
+    given = ModelMeta(size=size, size_test=size_test)                     # checks and normalises the given sizes
+    meta = getattr(model, 'reid_meta', None) or ModelMeta()
+    if not isinstance(meta, ModelMeta): raise InputTypeError(f"adapt_domain: model.reid_meta must be a reid_nb.models.ModelMeta, got {type(meta).__name__}")
+    recorded = meta.size_test or meta.size
+    size_test = meta.input_size(given.size_test or (None if recorded else given.size))
+    return given.size or meta.size or size_test, size_test
 
 def _evaluate(model, eval_df, size_test, bs):
     tf = build_transforms(size_test, is_train=False)
     q, g = (ReIDLoader(ReIDDataset(eval_df[eval_df.split == s].reset_index(drop=True), tf), batch_size=bs, shuffle=False) for s in ('query', 'gallery'))
-    r = reid_eval(model, q, g, metric='cosine', protocol='market', verbose=False)
+    r = reid_eval(model, q, g, protocol='market', verbose=False)        # the test recipe's metric; the protocol: see above
     return {'rank1': float(r.cmc[0]), 'mAP': float(r.mAP), 'mINP': float(r.mINP)}
 
 @delegates(pseudo_labels, but=['feats', 'method', 'seed'])
@@ -139,42 +106,50 @@ def adapt_domain(model_or_checkpoint, # a reid_nb `ReIDModel` (not modified) or 
                  rounds:int=3, # pseudo-label rounds
                  epochs:int=2, # fine-tuning epochs per round
                  momentum:float=0.999, # EMA teacher momentum m
-                 bs:int=64, # P×K batch size
-                 num_instances:int=4, # K images per pseudo identity
-                 lr:float=3.5e-4, # Adam learning rate (constant)
-                 weight_decay:float=5e-4,
+                 bs:int|None=None, # P×K batch size; None: the bagtricks recipe's `data.bs`
+                 num_instances:int|None=None, # K images per pseudo identity; None: the bagtricks recipe's `data.num_instances`
+                 lr:float|None=None, # Adam learning rate (constant); None: the bagtricks recipe's `solver.base_lr`
+                 weight_decay:float|None=None, # None: the bagtricks recipe's `solver.weight_decay`
                  cls_scale:float=16., # s of the cosine classifiers
-                 ce_eps:float=0.1, # label smoothing ε
+                 ce_eps:float|None=None, # label smoothing ε; None: the bagtricks recipe's cross-entropy `eps`
                  stripes:int=2, # horizontal stripes of the multi-granularity features ('mlt')
-                 size=None, size_test=None, # (H, W) for training / features; default: the checkpoint's
+                 size=None, # training (H, W); None: the model's recorded training size, else the feature size
+                 size_test=None, # feature (H, W); None: the model's recorded test size, else its training size
                  eval_df:pd.DataFrame|None=None, # labelled query/gallery frame of the target (reporting only)
                  truth=None, # true identity of each target image (reporting only)
                  seed:int=0, # everything random: sampler, augmentation, K-means
-                 test_bs:int=128, # batch size of feature extraction
+                 test_bs:int|None=None, # batch size of feature extraction; None: the bagtricks recipe's `data.test_bs`
                  verbose:bool=True, # print each round's row
                  **label_kw, # `pseudo_labels` options, e.g. eps=0.6, min_samples=4, k1=30, k2=6, cluster_ratios=(0.8, 1.2)
                 )->tuple[nn.Module, pd.DataFrame]:
     "Adapt a source model to an unlabelled target: (the mean-teacher model, in eval mode; the per-round table)."
     if method not in ('none', 'dbscan', 'mlt'): raise InputValueError(f"adapt_domain: method={method!r}; use 'none', 'dbscan' or 'mlt'")
     if rounds < 0 or epochs < 1: raise InputValueError(f"adapt_domain: rounds={rounds} must be >= 0 and epochs={epochs} >= 1")
+    bs, num_instances, test_bs = _bot(bs, 'data', 'bs'), _bot(num_instances, 'data', 'num_instances'), _bot(test_bs, 'data', 'test_bs')
+    lr, weight_decay = _bot(lr, 'solver', 'base_lr'), _bot(weight_decay, 'solver', 'weight_decay')
+    ce_eps = _BOT['loss']['ce']['eps'] if ce_eps is None else ce_eps
+    if not 1 <= num_instances <= bs: raise InputValueError(f"adapt_domain: num_instances={num_instances} must be between 1 and bs={bs}")
     src = load_reid_model(model_or_checkpoint) if isinstance(model_or_checkpoint, (str, Path)) else model_or_checkpoint
     if not isinstance(src, nn.Module) or not hasattr(src, 'backbone'): raise InputTypeError(f"adapt_domain needs a ReIDModel or a checkpoint path, got {type(src).__name__}")
     if truth is not None and len(truth) != len(target_df): raise InputValueError(f"adapt_domain: truth has {len(truth)} entries for {len(target_df)} target images")
+    size, size_test = _input_sizes(src, size, size_test)
+    frame = skip_unreadable(_train_rows(target_df), source='the target frame')       # its pid: the row in target_df
+    if truth is not None: truth = np.asarray(truth)[frame.pid.to_numpy()]
+    frame = frame.assign(pid=np.arange(len(frame)))
+    if eval_df is not None: eval_df = skip_unreadable(eval_df, source='eval_df')
     seed_everything(seed)
-    size, size_test = _sizes(src, size, size_test)
-    frame = _train_rows(target_df)
     student = copy.deepcopy(src)
     teacher = copy.deepcopy(student).eval()
     for p in teacher.parameters(): p.requires_grad_(False)
     dev = next(student.parameters()).device
     test_tf = build_transforms(size_test, is_train=False)
     extract_dl = ReIDLoader(ReIDDataset(frame, test_tf), batch_size=test_bs, shuffle=False)
-    train_tf = build_transforms(size, is_train=True, flip_prob=0.5, padding=10, rea_prob=0.5)
+    train_tf = build_transforms(size, is_train=True, **{k: _BOT['data'][k] for k in ('flip_prob', 'padding', 'rea_prob')})
     rows = []
     def report(r, info:dict, t0:float, pl=None):
         row = dict(round=r, method=method, **info)
         if pl is not None and truth is not None:
-            row.update({k: v for k, v in cluster_quality(pl.primary, np.asarray(truth)).items() if k not in ('clusters', 'outliers')})
+            row.update({k: v for k, v in cluster_quality(pl.primary, truth).items() if k not in ('clusters', 'outliers')})
         if eval_df is not None: row.update(_evaluate(teacher, eval_df, size_test, test_bs))
         row['seconds'] = round(time.time() - t0, 1)
         rows.append(row)
@@ -206,6 +181,5 @@ def adapt_domain(model_or_checkpoint, # a reid_nb `ReIDModel` (not modified) or 
             learn.fit(epochs, cbs=[EMATeacher(teacher, momentum, attr='model')])
         info.update(trained=True, loss=float(learn.recorder.losses[-1]), train_seconds=round(time.time() - t1, 1))
         report(r, info, t0, pl)
-    teacher.reid_meta = {**(getattr(src, 'reid_meta', {}) or {}), 'size': list(size), 'size_test': list(size_test)}
-    teacher.build_args = getattr(src, 'build_args', None)
+    teacher.reid_meta = ModelMeta.of(src, size=size, size_test=size_test)   # the source's description, at the sizes adapted at
     return teacher.eval(), pd.DataFrame(rows)

@@ -1,18 +1,21 @@
-"""reid_nb.data.datasets on the real Market-1501 training crops.
+"""reid_nb.data.datasets on real crops: the Market-1501 training split and a CUHK03 camera pair.
 
-The data lives outside the repository (never committed): `$REID_MARKET_ROOT`, else `../shared/data/market1501_train`
-relative to the repository root. The tests skip cleanly when it is absent.
+The data lives outside the repository (never committed): `$REID_MARKET_ROOT`, else `../shared/data/market1501_train`,
+and `$REID_NB_CUHK03` (as for bench/cross_domain.py), else `../shared/data/cuhk03_pair1_train`, relative to the
+repository root. Each test skips cleanly when its data is absent.
 """
 import os, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from reid_nb.data.datasets import market1501, make_query_gallery, validate_frame, DatasetWarning
+from reid_nb.data.datasets import market1501, make_query_gallery, validate_frame, DatasetWarning, cuhk03_pairs, cross_domain_split
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT = Path(os.environ.get('REID_MARKET_ROOT', REPO.parent/'shared'/'data'/'market1501_train'))
-pytestmark = pytest.mark.skipif(not (ROOT/'bounding_box_train').is_dir(), reason=f"Market-1501 training crops not found at {ROOT}")
+CUHK = Path(os.environ.get('REID_NB_CUHK03', REPO.parent/'shared'/'data'/'cuhk03_pair1_train'))
+needs_market = pytest.mark.skipif(not (ROOT/'bounding_box_train').is_dir(), reason=f"Market-1501 training crops not found at {ROOT}")
+needs_cuhk = pytest.mark.skipif(not (CUHK/'images').is_dir(), reason=f"CUHK03 camera-pair crops not found at {CUHK}")
 
 
 @pytest.fixture(scope='module')
@@ -22,6 +25,7 @@ def market():
     return df, [str(w.message) for w in rec]
 
 
+@needs_market
 def test_market_train_only(market):
     df, msgs = market
     assert len(df) == 12936
@@ -40,6 +44,7 @@ def test_market_train_only(market):
     with pytest.raises(FileNotFoundError, match='bounding_box_test'): market1501(ROOT, strict=True)
 
 
+@needs_market
 def test_market_query_gallery(market):
     df, _ = market
     s = make_query_gallery(df, n_test_ids=375, seed=0)
@@ -60,3 +65,33 @@ def test_market_query_gallery(market):
     assert (s2.split.values == s.split.values).all()                             # deterministic per seed
     s3 = make_query_gallery(df, n_test_ids=375, seed=1)
     assert set(s3.pid[s3.split != 'train']) != test_ids
+
+
+@pytest.fixture(scope='module')
+def pairs(): return cuhk03_pairs(CUHK)
+
+
+@needs_cuhk
+def test_cuhk03_pairs(pairs):
+    # the README's counts: 7,239 crops of 743 identities, every identity seen by both cameras
+    assert len(pairs) == 7239 and pairs.pid.nunique() == 743
+    assert pairs.attrs['skipped'] == [] and set(pairs.split) == {'train'} and set(pairs.dataset) == {'cuhk03_pairs'}
+    assert (pairs.groupby('pid').camid.nunique() == 2).all()
+    # an independent parse of the names: 0003_07.jpg -> pid 3, image 7 -> camera B (camid 1)
+    names = pairs.path.map(lambda p: Path(p).name)
+    assert (names.str.slice(0, 4).astype(int) == pairs.pid).all()
+    assert ((names.str.slice(5, 7).astype(int) >= 5).astype(int) == pairs.camid).all()
+
+
+@needs_cuhk
+def test_cross_domain_split(pairs):
+    adapt, test = cross_domain_split(pairs, seed=0)
+    q, g = test[test.split == 'query'], test[test.split == 'gallery']
+    # the split that bench/cross_domain.py, 35_pseudo_labels and 36_adapt report
+    assert (len(adapt), adapt.pid.nunique(), len(q), len(g)) == (3626, 371, 372, 1816)
+    assert not set(adapt.pid) & set(test.pid) and adapt.pid.nunique() + test.pid.nunique() == 743
+    assert q.pid.is_unique and set(q.camid) == {0} and set(g.camid) == {1} and set(q.pid) == set(g.pid)
+    # every image is in exactly one place, or is a camera-A image of a test identity that was not drawn as its query
+    unused = pairs.pid.isin(test.pid) & (pairs.camid == 0) & ~pairs.path.isin(q.path)
+    assert len(adapt) + len(test) + unused.sum() == len(pairs)
+    assert set(g.path) == set(pairs.path[pairs.pid.isin(test.pid) & (pairs.camid == 1)])

@@ -1,4 +1,4 @@
-"""One DataFrame per re-id dataset (`path, pid, camid, split, dataset`): parsers for the benchmarks, folder/CSV import, validation and a Market-style query/gallery splitter.
+"""One DataFrame per re-id dataset (`path, pid, camid, split, dataset`): parsers for the benchmarks, folder/CSV import, validation, a Market-style query/gallery splitter and a cross-domain splitter.
 
 Docs: https://reid-nb.github.io/reid_nb/data.datasets.html.md"""
 
@@ -16,9 +16,9 @@ from ..core import InputValueError, InputKeyError, InputTypeError, InputFileErro
 
 # %% auto #0
 __all__ = ['COLUMNS', 'SPLITS', 'IMG_EXTS', 'MARKET_RX', 'MARKET_DIRS', 'DATASETS', 'DatasetWarning', 'validate_frame',
-           'market1501', 'dukemtmc', 'msmt17', 'cuhk03', 'veri', 'vehicleid_split', 'vehicleid', 'veriwild',
-           'partial_reid', 'partial_ilids', 'occluded_reid', 'from_folder', 'from_csv', 'verify_images',
-           'skip_unreadable', 'load_dataset', 'make_query_gallery']
+           'market1501', 'dukemtmc', 'msmt17', 'cuhk03', 'cuhk03_pairs', 'veri', 'vehicleid_split', 'vehicleid',
+           'veriwild', 'partial_reid', 'partial_ilids', 'occluded_reid', 'from_folder', 'from_csv', 'verify_images',
+           'skip_unreadable', 'load_dataset', 'make_query_gallery', 'cross_domain_split']
 
 # %% ../../nbs/01_data.datasets.ipynb #3584562b
 COLUMNS = ['path', 'pid', 'camid', 'split', 'dataset']
@@ -243,6 +243,24 @@ def cuhk03(root, # `cuhk03-np/`, `cuhk03-np/<version>/` or their parent; or the 
         return _finish(rep, f'CUHK03-{version}')
     return _split_folders_dataset(root, f'CUHK03-{version}', 'cuhk03', (version,) + np_sub, MARKET_DIRS, _CUHK_NP_RX,
                                   '<pid>_c<view>_<n>.png (e.g. 0001_c1_1.png)', (1, 2), strict, on_bad)
+
+# %% ../../nbs/01_data.datasets.ipynb #224e65c1
+_PAIRS_RX = re.compile(r'^(?P<pid>\d+)_(?P<camid>0\d)\.\w+$')   # the camid group holds the image number NN
+_PAIRS_RULE = 'PPPP_NN.jpg: identity PPPP, image NN 00-04 from camera A, 05-09 from camera B (e.g. 0001_06.jpg)'
+
+def cuhk03_pairs(root, # a CUHK03 camera-pair folder holding `images/PPPP_NN.jpg`, or that `images/` folder itself
+                 dataset:str='cuhk03_pairs', # the frame's `dataset` value
+                 on_bad:str='warn', # 'warn' (skip and report) or 'raise' for files breaking the naming rule
+                )->pd.DataFrame:
+    "CUHK03 crops of one camera pair: pid from PPPP; camid 0 for images 00-04 (camera A), 1 for 05-09 (camera B); all `train`."
+    _check_on_bad(on_bad); rep = _Report()
+    root = Path(root).expanduser()
+    if not root.is_dir(): raise InputFileError(f"CUHK03 pairs: {root} does not exist or is not a folder (expected one holding images/PPPP_NN.jpg)")
+    folder = Path(os.path.abspath(root/'images' if (root/'images').is_dir() else root))
+    _scan(folder, _PAIRS_RX, _PAIRS_RULE, 'train', dataset, rep, on_bad, cam_base=0)
+    if not rep.rows: raise InputFileError(f"CUHK03 pairs: no image in {folder} follows the rule {_PAIRS_RULE}")
+    rep.rows = [(p, pid, int(nn >= 5), s, ds) for p, pid, nn, s, ds in rep.rows]
+    return _finish(rep, f'CUHK03 pairs {folder}')
 
 # %% ../../nbs/01_data.datasets.ipynb #67c7896d
 _VERI_RX = re.compile(r'^(?P<pid>-1|\d+)_c(?P<camid>\d+)_\d+_\d+\.\w+$')
@@ -506,11 +524,37 @@ def make_query_gallery(df:pd.DataFrame, # a train-only frame (all rows split == 
     out.attrs['test_pids'] = test.tolist()
     return out
 
+# %% ../../nbs/01_data.datasets.ipynb #14b27a46
+def cross_domain_split(df:pd.DataFrame, # a re-id frame of one camera network, e.g. `cuhk03_pairs(root)`
+                       seed:int=0, # identity shuffle and query choice
+                       test_frac:float=0.5, # share of the identities in the test half
+                       query_cam:int=0, # the test queries come from this camera, the gallery from the others
+                      )->tuple[pd.DataFrame, pd.DataFrame]:
+    "Disjoint (adaptation frame [split 'train'], test frame [one `query_cam` query per identity, its other-camera gallery])."
+    validate_frame(df, 'cross_domain_split')
+    rng = np.random.default_rng(seed)
+    ids = np.array(sorted(df.pid.unique()))
+    if len(ids) < 2: raise InputValueError(f"cross_domain_split: need at least 2 identities, got {len(ids)}")
+    rng.shuffle(ids)
+    n_test = int(round(len(ids) * test_frac))
+    if not 0 < n_test < len(ids): raise InputValueError(f"cross_domain_split: test_frac={test_frac} leaves an empty half of {len(ids)} identities")
+    test_ids = set(ids[:n_test].tolist())
+    adapt = df[~df.pid.isin(test_ids)].assign(split='train').reset_index(drop=True)
+    rows = []
+    for pid, g in df[df.pid.isin(test_ids)].groupby('pid', sort=True):
+        qc, gc = g[g.camid == query_cam], g[g.camid != query_cam]
+        if not len(qc) or not len(gc): continue                   # scored only with a query and a gallery image
+        q = qc.iloc[[rng.integers(len(qc))]]
+        rows += [q.assign(split='query'), gc.assign(split='gallery')]
+    if not rows: raise InputValueError(f"cross_domain_split: no test identity has images from camera {query_cam} and another camera")
+    return adapt, pd.concat(rows, ignore_index=True)
+
 # %% ../../nbs/01_data.datasets.ipynb #1b60c1a7
 DATASETS = Registry('data set', 'datasets', key=_norm)  # later chapters add theirs (reid_nb.data.synthetic: 'synthetic')
 for _name, _parser in {
     'market1501': market1501, 'dukemtmc': dukemtmc, 'msmt17': msmt17, 'cuhk03': cuhk03,
     'cuhk03_labeled': _sized(cuhk03, version='labeled'), 'cuhk03_detected': _sized(cuhk03, version='detected'),
+    'cuhk03_pairs': cuhk03_pairs,
     'veri': veri, 'vehicleid': vehicleid, 'small_vehicleid': _sized(vehicleid, test_size=800),
     'medium_vehicleid': _sized(vehicleid, test_size=1600), 'large_vehicleid': _sized(vehicleid, test_size=2400),
     'veriwild': veriwild, 'small_veriwild': _sized(veriwild, test_size='small'),
