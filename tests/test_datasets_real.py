@@ -1,6 +1,6 @@
 """reid_nb.data.datasets on the real Market-1501 training crops.
 
-The data lives outside the repository (never committed): `$REID_MARKET_ROOT`, else `../shared/data/market1501_train`
+The data lives outside the repository (never committed): `$REID_NB_MARKET`, else `../shared/data/market1501_train`
 relative to the repository root. The tests skip cleanly when it is absent.
 """
 import os, warnings
@@ -11,7 +11,7 @@ import pytest
 from reid_nb.data.datasets import market1501, make_query_gallery, validate_frame, DatasetWarning
 
 REPO = Path(__file__).resolve().parents[1]
-ROOT = Path(os.environ.get('REID_MARKET_ROOT', REPO.parent/'shared'/'data'/'market1501_train'))
+ROOT = Path(os.environ.get('REID_NB_MARKET', REPO.parent/'shared'/'data'/'market1501_train'))
 pytestmark = pytest.mark.skipif(not (ROOT/'bounding_box_train').is_dir(), reason=f"Market-1501 training crops not found at {ROOT}")
 
 
