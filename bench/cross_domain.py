@@ -14,14 +14,11 @@ markdown table and writes bench/results/cross_domain.json:
     python bench/cross_domain.py --assemble
     python bench/cross_domain.py --labels      # pseudo-label quality of the source features, piece by piece (no training)
 """
-import argparse, json, os, shlex, sys, time, datetime
+import argparse, json, os, time
 from pathlib import Path
+from _common import RESULTS, DATA, MARKET_MODEL, provenance, save_json
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from train_market import hardware, commit, save_json
-
-PARTS = HERE / 'results' / 'cross_domain'
+PARTS = RESULTS / 'cross_domain'
 
 def run(a):
     import numpy as np, torch
@@ -41,9 +38,7 @@ def run(a):
               eval_df=test_df, truth=adapt_df.pid.to_numpy())
     _, table = adapt_domain(a.weights, adapt_df.drop(columns='pid'), a.setting, **kw)
     out = dict(setting=a.setting, seed=a.seed, seconds=round(time.time() - t0, 1), rounds=table.to_dict('records'),
-               args={k: v for k, v in vars(a).items() if k not in ('assemble', 'labels')},
-               command='python bench/cross_domain.py ' + shlex.join(sys.argv[1:]), hardware=hardware(a.threads), commit=commit(),
-               date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
+               args={k: v for k, v in vars(a).items() if k not in ('assemble', 'labels')}, **provenance(__file__))
     save_json(out, PARTS / f"{a.setting}_s{a.seed}.json")
     print(table.to_string(), flush=True)
     return out
@@ -81,9 +76,7 @@ def label_quality(a):
     lines += [f"| {r['labels']} | {r['clusters']} | {r['outliers']} | {r['nmi']:.3f} | {r['ari']:.3f} | {r['pair_precision']:.3f} | "
               f"{r['pair_recall']:.3f} | {r['pair_f1']:.3f} |" for r in rows]
     print('\n'.join(lines))
-    save_json(dict(table='\n'.join(lines), rows=rows, command='python bench/cross_domain.py ' + shlex.join(sys.argv[1:]),
-                   hardware=hardware(a.threads), commit=commit(), date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')),
-              HERE / 'results' / 'cross_domain_labels.json')
+    save_json(dict(**provenance(__file__), table='\n'.join(lines), rows=rows), RESULTS / 'cross_domain_labels.json')
 
 NAMES = {'none': 'direct transfer', 'dbscan': 'DBSCAN baseline', 'mlt': 'mixture (MLT-style)'}
 
@@ -111,13 +104,13 @@ def assemble():
             lines.append(f"| **{NAMES[s]}, mean of {v['mAP']['n']} seeds** | | {sp('rank1')} | {sp('mAP')} | {sp('mINP')} | | | |")
     table = '\n'.join(lines)
     print(table)
-    save_json(dict(table=table, summary=summary, runs=parts, commands=sorted({p['command'] for p in parts}),
-                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')), HERE / 'results' / 'cross_domain.json')
+    save_json(dict(**provenance(__file__), table=table, summary=summary, runs=parts, commands=sorted({p['command'] for p in parts})),
+              RESULTS / 'cross_domain.json')
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--root', default=os.environ.get('REID_NB_CUHK03', str(HERE.parents[1] / 'shared/data/cuhk03_pair1_train')))
-    p.add_argument('--weights', default=os.environ.get('REID_NB_SOURCE', str(HERE.parents[1] / 'market_run/checkpoints/best.pth')),
+    p.add_argument('--root', default=os.environ.get('REID_NB_CUHK03', str(DATA / 'cuhk03_pair1_train')))
+    p.add_argument('--weights', default=os.environ.get('REID_NB_SOURCE', str(MARKET_MODEL)),
                    help='the source model: a reid_nb checkpoint trained on the Market-1501 proxy (bench/train_market.py)')
     p.add_argument('--setting', choices=['none', 'dbscan', 'mlt'], default='mlt')
     p.add_argument('--seed', type=int, default=0, help='training seed (sampler, augmentation, K-means)')

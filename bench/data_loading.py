@@ -3,23 +3,14 @@ through reid_nb's loaders, with 0 and 2 worker processes, on the real Market-150
 
     python bench/data_loading.py [ROOT] [--batches 40] [--bs 64] [--workers 0 2]
 
-ROOT (or $REID_MARKET_ROOT) is Market-1501's `bounding_box_train/` folder (default
-../shared/data/market1501_train/bounding_box_train from the repository root); the script exits
-cleanly (status 0, a message) when it is absent.
+ROOT (or $REID_NB_MARKET) is Market-1501's folder, the one holding `bounding_box_train/` (that folder itself is
+accepted too; default ../shared/data/market1501_train from the repository root); the script exits cleanly
+(status 0, a message) when it is absent. The crops are the train part of the Market proxy split with 50 test identities.
 """
-import argparse, os, sys, time, warnings
+import argparse, os, sys, time
 from pathlib import Path
 import torch
-
-DEFAULT = Path(__file__).resolve().parents[1]/'..'/'shared'/'data'/'market1501_train'/'bounding_box_train'
-
-def market_train_frame(root:Path):
-    "Frame of the Market-1501 training crops, with 50 identities split off as query/gallery."
-    from reid_nb.data.datasets import market1501, make_query_gallery
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # only bounding_box_train/ is there: no query/gallery folders
-        df = market1501(root.parent if root.name == 'bounding_box_train' else root)
-    return make_query_gallery(df[df.split == 'train'].reset_index(drop=True), n_test_ids=50)
+from _common import market_root, market_found, market_proxy
 
 def throughput(loader, n_batches:int):
     "(images/s over batches 2..n, seconds to the first batch): the first batch pays worker start-up."
@@ -31,19 +22,18 @@ def throughput(loader, n_batches:int):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('root', nargs='?', default=os.environ.get('REID_MARKET_ROOT', str(DEFAULT)))
+    ap.add_argument('root', nargs='?', default=str(market_root()))
     ap.add_argument('--batches', type=int, default=40, help='batches timed per setting (the first is excluded)')
     ap.add_argument('--bs', type=int, default=64)
     ap.add_argument('--workers', type=int, nargs='+', default=[0, 2])
     a = ap.parse_args(argv)
     root = Path(a.root).resolve()
-    if not root.is_dir():
-        print(f"skipped: Market-1501 training crops not found at {root} (pass ROOT or set REID_MARKET_ROOT)")
-        return 0
+    if root.name == 'bounding_box_train': root = root.parent
+    if not market_found(root): return 0
     torch.set_num_threads(1)  # per-process; workers are the parallelism being measured
     from torch.utils.data import DataLoader
     from reid_nb.data.loaders import reid_dataloaders, ReIDDataset
-    df = market_train_frame(root)
+    df = market_proxy(root, n_test_ids=50)
     n_train = (df.split == 'train').sum()
     print(f"Market-1501 train crops: {len(df)} images ({n_train} train), {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"batch {a.bs}, {a.batches} batches per row (first excluded)\n")

@@ -13,16 +13,12 @@ backends in one run (5 rounds) and keep each backend's best round median: compar
     python bench/deploy.py --weights W --skip-r50                                        # the trained model only
     python bench/deploy.py --weights W --skip-r50 --ablate --out /tmp/ablate.json        # + accuracy of int8 settings
 
-Writes bench/results/deploy.json ('bench', 'command', 'date', 'hardware', 'rows').
+Writes bench/results/deploy.json: the provenance block of bench/_common.py (command, date, hardware, commit, versions), 'rows'.
 """
-import argparse, json, os, platform, sys, tempfile, time, warnings
-from datetime import datetime, timezone
+import argparse, sys, tempfile, time
 from pathlib import Path
 import numpy as np
-
-def hardware(threads):
-    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor()) if Path('/proc/cpuinfo').exists() else platform.processor()
-    return f"{cpu}, {threads} thread(s), CPU only"
+from _common import RESULTS, MARKET_MODEL, N_TEST_IDS, market_root, market_found, market_proxy, provenance, save_json
 
 def time_backend(fn, x, reps:int, warmup:int=2)->float:
     "Median seconds of fn(x) over reps runs."
@@ -45,10 +41,10 @@ def speed(backends:dict, size, reps1:int, reps16:int, rounds:int=5)->dict:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--weights', default='/work/market_run/checkpoints/best.pth')
-    p.add_argument('--root', default=os.environ.get('REID_NB_MARKET', str(Path(__file__).resolve().parents[2]/'shared/data/market1501_train')))
-    p.add_argument('--n-test-ids', type=int, default=375)
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--weights', default=str(MARKET_MODEL))
+    p.add_argument('--root', default=str(market_root()), help='Market-1501 folder (default: $REID_NB_MARKET, else ../shared/data/market1501_train)')
+    p.add_argument('--n-test-ids', type=int, default=N_TEST_IDS)
+    p.add_argument('--seed', type=int, default=0, help='draws the calibration crops (the split has its own, fixed seed)')
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--calib', type=int, default=512, help='calibration images (training split)')
     p.add_argument('--method', default='minmax', help="int8 calibration: minmax, percentile or entropy")
@@ -56,12 +52,11 @@ def main(argv=None):
     p.add_argument('--ablate', action='store_true', help='also the accuracy of int8 settings (bias correction, 7-bit weights, ...)')
     p.add_argument('--limit-ids', type=int, default=0, help='smoke tests: only the first N identities')
     p.add_argument('--skip-r50', action='store_true')
-    p.add_argument('--out', default=str(Path(__file__).resolve().parent/'results'/'deploy.json'))
+    p.add_argument('--out', default=str(RESULTS/'deploy.json'))
     a = p.parse_args(argv)
 
     import torch
     torch.set_num_threads(a.threads)
-    from reid_nb.data.datasets import market1501, make_query_gallery
     from reid_nb.data.loaders import load_image
     from reid_nb.data.transforms import build_transforms
     from reid_nb.models import load_reid_model, build_model, save_reid_model
@@ -69,16 +64,11 @@ def main(argv=None):
     from reid_nb.embed import Embedder, TorchBackend
     from reid_nb.evaluate import Features, evaluate
 
-    root = Path(a.root)
-    if not (root/'bounding_box_train').is_dir(): print(f"skipped: no Market-1501 crops at {root}"); return 0
+    if not market_found(a.root): return 0
     if not Path(a.weights).is_file(): print(f"skipped: no checkpoint {a.weights} (run bench/train_market.py)"); return 0
     t_all = time.time()
     work = Path(tempfile.mkdtemp(prefix='reid_nb_deploy_'))
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        df = market1501(root)
-    if a.limit_ids: df = df[df.pid.isin(sorted(df.pid.unique())[:a.limit_ids])].reset_index(drop=True)
-    df = make_query_gallery(df, a.n_test_ids, seed=a.seed)
+    df = market_proxy(a.root, a.n_test_ids, limit_ids=a.limit_ids)
     model = load_reid_model(a.weights)
     size = tuple(model.reid_meta['size_test'])
     rows, results = [], {}
@@ -168,12 +158,11 @@ def main(argv=None):
             if i['mAP'] is not None: goal.append(f"mAP - fp32 {i['mAP'] - f['mAP']:+.2f} points (goal within 0.5)")
             print('    ' + '; '.join(goal))
     print(f"total {time.time() - t_all:.0f} s")
-    out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
-    doc = dict(bench='deploy', command='python bench/deploy.py ' + ' '.join(argv if argv is not None else sys.argv[1:]),
-               date=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'), hardware=hardware(a.threads),
+    out = Path(a.out)
+    doc = dict(**provenance(__file__, argv),
                notes=f"int8: static QDQ per-channel, bias-corrected, {a.method} calibration on {len(train_paths)} training-split crops; "
                      "GPU figures (TensorRT, bf16, torch.compile) still to be taken", rows=rows, int8_ablation=ablation, total_s=time.time() - t_all)
-    tmp = out.with_name(out.name + '.tmp'); tmp.write_text(json.dumps(doc, indent=1)); os.replace(tmp, out)
+    save_json(doc, out)
     print(f"wrote {out}")
     return 0
 

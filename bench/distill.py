@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Knowledge distillation on real data: a cheaper student alone vs the same student distilled from a trained teacher.
 
-Market-1501 proxy split (the 376 train identities of `make_query_gallery(df, 375, seed=0)`, evaluated on the other
-375, Market's protocol). The teacher is a trained reid_nb checkpoint (default: the MobileNetV2 BoT model of
+Market-1501 proxy split (the 376 train identities of `_common.market_proxy`: 375 test identities, split seed 0,
+Market's protocol). The teacher is a trained reid_nb checkpoint (default: the MobileNetV2 BoT model of
 `bench/train_market.py`, 128x64). The student is MobileNetV2 (ImageNet weights) at 64x32: every training batch reaches
 the teacher at the loader's 128x64 and the student as a downsampled copy (`DistillCallback(student_size=...)`; the
 baseline gets the same copy through `ResizeBatch`), and the student is evaluated at 64x32. Both arms start from the
@@ -20,20 +20,17 @@ Measured (2-core shared machine, 1 torch thread; teacher = bench/train_market.py
 Root: --root, else $REID_NB_MARKET, else ../shared/data/market1501_train (skips cleanly when absent).
 Results: <out>/<mode>_s<seed>.json per run; bench/results/distill.json (the table, command, date, hardware, commit).
 """
-import argparse, datetime, os, shlex, statistics, sys, time, warnings
+import argparse, json, shlex, statistics, sys, time
 from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from train_market import hardware, commit, save_json  # noqa: E402
+from _common import RESULTS, MARKET_MODEL, N_TEST_IDS, market_root, market_found, market_proxy, proxy_note, provenance, save_json
 
 PUBLISHED = [('R101-ibn (teacher)', 90.66, 81.14), ('R34 (student alone)', 86.31, 73.28), ('R34 + KL ("JS Div")', 88.60, 77.80),
              ('R34 + KL + overhaul', 88.73, 78.25)]
 
 def _args(argv):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--root', default=os.environ.get('REID_NB_MARKET', str(HERE.parents[1]/'shared/data/market1501_train')))
-    p.add_argument('--teacher', default='/work/market_run/checkpoints/best.pth', help='a trained reid_nb checkpoint on the same train ids')
+    p.add_argument('--root', default=str(market_root()), help='Market-1501 folder (default: $REID_NB_MARKET, else ../shared/data/market1501_train)')
+    p.add_argument('--teacher', default=str(MARKET_MODEL), help='a trained reid_nb checkpoint on the same train ids')
     p.add_argument('--arch', default='mobilenetv2_100', help='student backbone with shipped ImageNet weights')
     p.add_argument('--size', type=int, nargs=2, default=[64, 32], help='student input H W (training copy and evaluation)')
     p.add_argument('--epochs', type=int, default=6)
@@ -47,24 +44,16 @@ def _args(argv):
     p.add_argument('--kd-weight', type=float, default=1.)
     p.add_argument('--pkt', type=float, default=0., help='PKT weight alpha (paper eq. 9-10); 0: off')
     p.add_argument('--ema', type=float, default=None, help='EMA teacher momentum (FastReID KD.EMA); default off')
-    p.add_argument('--n-test-ids', type=int, default=375)
+    p.add_argument('--n-test-ids', type=int, default=N_TEST_IDS)
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--limit-ids', type=int, default=0, help='smoke tests: only the first N identities (then the teacher must match)')
     p.add_argument('--only', default=None, help="one run, MODE:SEED with MODE alone or kd (e.g. kd:0)")
     p.add_argument('--report', action='store_true', help='only the table, from the runs found in --out')
     p.add_argument('--out', default='/tmp/distill')
-    p.add_argument('--results', default=str(HERE/'results'), help="folder for distill.json ('' for none)")
+    p.add_argument('--results', default=str(RESULTS), help="folder for distill.json ('' for none)")
     return p.parse_args(argv)
 
-def _frame(a):
-    from reid_nb.data.datasets import market1501, make_query_gallery
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # the query/test folders are absent by design
-        df = market1501(a.root)
-    if a.limit_ids: df = df[df.pid.isin(sorted(df.pid.unique())[:a.limit_ids])].reset_index(drop=True)
-    return make_query_gallery(df, a.n_test_ids, seed=0)  # the teacher's split, whatever the training seed
-
-def run_one(a, mode:str, seed:int, df)->dict:
+def run_one(a, mode:str, seed:int, df, argv=None)->dict:
     "Train one student (`alone` or `kd`) with `seed`; evaluate it at the student size; write <out>/<mode>_s<seed>.json."
     import torch
     from reid_nb.core import seed_everything
@@ -73,7 +62,7 @@ def run_one(a, mode:str, seed:int, df)->dict:
     from reid_nb.learner import recipe_dataloaders, reid_learner
     from reid_nb.distill import distill_learner, ResizeBatch, teacher_outputs
     teacher = load_reid_model(a.teacher)
-    t_size = tuple(teacher.reid_meta.get('size') or (128, 64))
+    t_size = teacher.reid_meta.size or (128, 64)
     dls = recipe_dataloaders(df, 'bagtricks', size=t_size, size_test=tuple(a.size), bs=a.bs, num_instances=a.num_instances,
                              test_bs=256, num_workers=0, seed=seed)
     if teacher.build_args['num_classes'] != dls.n_classes:
@@ -93,7 +82,7 @@ def run_one(a, mode:str, seed:int, df)->dict:
     minutes = (time.time() - t0) / 60
     n = len(dls.train)
     terms = {k: statistics.fmean(v[-n:]) for k, v in learn.recorder.terms.items()}
-    r = dict(command=shlex.join(['python', 'bench/distill.py', *sys.argv[1:]]), mode=mode, seed=seed, rank1=float(res.cmc[0]) * 100, mAP=float(res.mAP) * 100, mINP=float(res.mINP) * 100, minutes=minutes,
+    r = dict(**provenance(__file__, argv), mode=mode, seed=seed, rank1=float(res.cmc[0]) * 100, mAP=float(res.mAP) * 100, mINP=float(res.mINP) * 100, minutes=minutes,
              last_epoch_terms=terms, teacher_batch_acc=t_acc, kd=(None if mode == 'alone' else kd), epochs=a.epochs, size=a.size,
              teacher_size=list(t_size), iters_per_epoch=n)
     save_json(r, Path(a.out)/f'{mode}_s{seed}.json')
@@ -106,7 +95,7 @@ def speed(a)->dict:
     import torch
     from reid_nb.models import load_reid_model, build_model, model_summary
     teacher = load_reid_model(a.teacher)
-    t_size = tuple(teacher.reid_meta.get('size_test') or teacher.reid_meta.get('size') or (128, 64))
+    t_size = teacher.reid_meta.input_size()
     student = build_model(a.arch, num_classes=teacher.build_args['num_classes'], pretrained=False, last_stride=1).eval()
     out = {}
     for name, m, size in (('teacher', teacher, t_size), ('student', student, tuple(a.size))):
@@ -125,7 +114,7 @@ def report(a, argv)->int:
     import torch
     from reid_nb.core import load_checkpoint
     out = Path(a.out)
-    runs = {(m, s): __import__('json').loads((out/f'{m}_s{s}.json').read_text()) for m in ('alone', 'kd') for s in a.seeds
+    runs = {(m, s): json.loads((out/f'{m}_s{s}.json').read_text()) for m in ('alone', 'kd') for s in a.seeds
             if (out/f'{m}_s{s}.json').is_file()}
     if not runs: print(f"no runs in {out}: run them first (without --report, or with --only MODE:SEED)"); return 1
     tck = load_checkpoint(a.teacher)
@@ -162,10 +151,7 @@ def report(a, argv)->int:
     print('\nPublished (FastDistill README, DukeMTMC):\n| model | R1 | mAP |\n|:--|--:|--:|')
     for n, r1, mp in PUBLISHED: print(f"| {n} | {r1:.2f} | {mp:.2f} |")
     if a.results:
-        res_json = {'bench': 'distill', 'command': shlex.join(['python', 'bench/distill.py', *(sys.argv[1:] if argv is None else argv)]),
-                    'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'), 'hardware': hardware(a.threads),
-                    'commit': commit(), 'dataset': 'Market1501',
-                    'data': "Market-1501 proxy: 376 train ids, 375 test ids (make_query_gallery seed 0) from bounding_box_train; not the official query/gallery",
+        res_json = {**provenance(__file__, argv), 'dataset': 'Market1501', 'data': proxy_note(market_proxy(a.root, a.n_test_ids, limit_ids=a.limit_ids)),
                     'teacher': {'path': a.teacher, 'metrics': tm, **t}, 'student': {'arch': a.arch, **s_}, 'speedup': sp['speedup'],
                     'runs': [{'command': shlex.join(['python', 'bench/distill.py', '--only', f'{m}:{s}', '--out', a.out]), **runs[(m, s)]} for m, s in sorted(runs)], 'summary': summary, 'published_dukemtmc': PUBLISHED}
         save_json(res_json, Path(a.results)/'distill.json'); print(f"results: {Path(a.results)/'distill.json'}")
@@ -175,15 +161,14 @@ def main(argv=None):
     a = _args(argv)
     import torch
     torch.set_num_threads(a.threads)
-    if not (Path(a.root)/'bounding_box_train').is_dir():
-        print(f"skipped: Market-1501 train crops not found at {a.root}/bounding_box_train (set --root or $REID_NB_MARKET)"); return 0
+    if not market_found(a.root): return 0
     if not Path(a.teacher).is_file(): print(f"skipped: no teacher checkpoint at {a.teacher} (train one with bench/train_market.py)"); return 0
     if a.report: return report(a, argv)
-    df = _frame(a)
+    df = market_proxy(a.root, a.n_test_ids, limit_ids=a.limit_ids)   # the teacher's split, whatever the training seed
     todo = [tuple(a.only.split(':'))] if a.only else [(m, s) for s in a.seeds for m in ('alone', 'kd')]
     for m, s in todo:
         if m not in ('alone', 'kd'): raise SystemExit(f"--only {a.only}: MODE must be alone or kd")
-        run_one(a, m, int(s), df)
+        run_one(a, m, int(s), df, argv)
     return 0 if a.only else report(a, argv)
 
 if __name__ == '__main__': sys.exit(main())

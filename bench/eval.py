@@ -21,45 +21,26 @@ Rows:
   the metrics are merged from the ranks' per-query AP/INP/first-match counts.
   `evaluate_distributed, 2 ranks`: `reid_nb.distributed.evaluate_distributed` over a gloo process group.
 
-Besides the table, the figures go to bench/results/eval.json.
+Besides the table, the figures go to bench/results/eval.json (--out), after the provenance block of bench/_common.py.
 - `FastReID evaluate_rank (Cython)`: FastReID 1.4.0's compiled `evaluate_cy` alone, on the matrix
   (distance time excluded), when `--fastreid-cy DIR` points at a folder with its `rank_cy*.so`
   (compile FastReID's rank_cylib there with cython, outside the repo). `--fastreid-py` adds its
   Python path (slow). FastReID is a reference only and is never imported by reid_nb.
 """
 import argparse, json, os, resource, subprocess, sys, time
-
-CASES = {'market': dict(nq=3368, ng=15913, ids=751, cams=6), 'msmt17': dict(nq=11659, ng=82161, ids=3060, cams=15),
-         'toy': dict(nq=300, ng=3000, ids=100, cams=6)}  # toy: a quick check that every row runs
-DIM, NOISE, CAMBIAS = 2048, 2.8, 0.6
+from _common import RESULTS, SHAPES, synthetic_features, provenance, save_json
 
 def rss_mb():
     with open('/proc/self/status') as f:
         for line in f:
             if line.startswith('VmRSS:'): return int(line.split()[1]) / 1024
 
-def make_features(nq, ng, ids, cams, seed=0):
-    import torch
-    g = torch.Generator().manual_seed(seed)
-    centres = torch.randn(ids, DIM, generator=g)
-    cam_dirs = torch.randn(cams, DIM, generator=g)     # a per-camera shift: same-camera impostors come close
-    def feats(n):
-        pids = torch.randint(0, ids, (n,), generator=g)
-        camids = torch.randint(0, cams, (n,), generator=g)
-        f = torch.empty(n, DIM)
-        for i in range(0, n, 4096):                    # in blocks: no big temporaries
-            p = pids[i:i+4096]
-            f[i:i+4096] = torch.nn.functional.normalize(
-                centres[p] + CAMBIAS * cam_dirs[camids[i:i+4096]] + NOISE * torch.randn(len(p), DIM, generator=g), dim=1)
-        return f, pids, camids
-    return feats(nq), feats(ng)
-
 def worker(case, method, cy_dir, rank=0, world=1):
     import numpy as np, torch
     torch.set_num_threads(2 if world == 1 else 1)
     from reid_nb.metrics import compute_distance, evaluate_rank
     from reid_nb.evaluate import Features, evaluate
-    (qf, qp, qc), (gf, gp, gc) = make_features(**CASES[case])
+    (qf, qp, qc), (gf, gp, gc) = synthetic_features(**SHAPES[case])
     out = dict(case=case, method=method)
     if method == 'reid_nb distance+evaluate_rank, 2 ranks':
         a, b = rank * len(qf) // world, (rank + 1) * len(qf) // world   # reid_nb.distributed.shard_range (not imported: it brings fastai)
@@ -96,10 +77,11 @@ def worker(case, method, cy_dir, rank=0, world=1):
             from rank_cy import evaluate_cy
             fn = lambda: evaluate_cy(dist, qp, gp, qc, gc, 50, False)
         else:
-            import collections, collections.abc, warnings
-            collections.Mapping = collections.abc.Mapping
+            import warnings
+            from reid_nb.test_utils import fastreid_compat
             warnings.simplefilter('ignore')
-            from fastreid.evaluation.rank import evaluate_rank as fr
+            with fastreid_compat():   # FastReID 1.4 predates Python 3.10
+                from fastreid.evaluation.rank import evaluate_rank as fr
             fn = lambda: fr(dist, qp, gp, qc, gc, 50, use_cython=False)
         t = time.perf_counter(); cmc, aps, inps = fn(); t2 = time.perf_counter()
         out.update(rank_s=t2 - t, total_s=t2 - t, mAP=float(np.mean(aps)), r1=float(cmc[0]), mINP=float(np.mean(inps)))
@@ -127,11 +109,12 @@ def _merge_ranks(rs):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--cases', nargs='+', default=['market', 'msmt17'], choices=list(CASES))
+    ap.add_argument('--cases', nargs='+', default=['market', 'msmt17'], choices=list(SHAPES), help="'toy': a quick check that every row runs")
     ap.add_argument('--fastreid-cy', default=None, help="folder holding FastReID's compiled rank_cy*.so")
     ap.add_argument('--fastreid-py', action='store_true', help="also time FastReID's Python path (Market only; slow)")
     ap.add_argument('--repeat', type=int, default=1, help='runs per row; the table shows the fastest')
     ap.add_argument('--methods', nargs='+', default=list(METHODS), choices=list(METHODS), help='reid_nb rows to run')
+    ap.add_argument('--out', default=str(RESULTS/'eval.json'))
     ap.add_argument('--worker', nargs=4, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker: return worker(a.worker[0], a.worker[1], a.fastreid_cy, int(a.worker[2]), int(a.worker[3]))
@@ -165,14 +148,10 @@ def main():
     for r in rows:
         print(f"| {r['case']:8s} | {r['method']:40s} | {f(r, 'dist_s', '10.2f'):>10s} | {f(r, 'rank_s', '7.2f'):>7s} | {r['total_s']:7.2f} | "
               f"{r['rss_before']:13.0f} | {r['peak_rss']:11.0f} | {r['r1']:6.2%} | {r['mAP']:6.2%} | {r['mINP']:6.2%} |")
-    hw = f"{os.cpu_count()} CPUs, torch threads 2 (1 per rank), load average at the end: {os.getloadavg()[0]:.2f}"
-    print(f"\n{hw}")
-    os.makedirs(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results'), exist_ok=True)
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results', 'eval.json')
-    with open(path + '.tmp', 'w') as f:
-        json.dump({'bench': 'eval', 'command': 'python bench/eval.py ' + ' '.join(sys.argv[1:]),
-                   'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), 'hardware': hw, 'rows': rows}, f, indent=1)
-    os.replace(path + '.tmp', path)
+    doc = dict(**provenance(__file__, threads=2), notes='torch threads: 2, 1 per rank in the 2-rank rows',
+               load_average=os.getloadavg()[0], rows=rows)
+    print(f"\n{doc['hardware']} (1 per rank in the 2-rank rows), load average at the end: {doc['load_average']:.2f}")
+    save_json(doc, a.out)
 
 if __name__ == '__main__':
     main()

@@ -12,30 +12,27 @@ Queries are the real query features. Exact neighbours are computed with numpy, c
     python bench/gallery.py --weights /work/market_run/checkpoints/best.pth          # ~10 min, ~12 GB RAM
     python bench/gallery.py --n 200000                                                 # smaller
 
-Writes bench/results/gallery.json ('bench', 'command', 'date', 'hardware', 'rows').
+Writes bench/results/gallery.json: the provenance block of bench/_common.py (command, date, hardware, commit, versions), 'rows'.
 """
-import argparse, json, os, platform, sys, tempfile, time, warnings
-from datetime import datetime, timezone
+import argparse, sys, tempfile, time
 from pathlib import Path
 import numpy as np
+from _common import RESULTS, MARKET_MODEL, N_TEST_IDS, market_root, market_found, market_proxy, provenance, save_json
 
 def rss_gb(field='VmRSS'):
     for l in open('/proc/self/status'):
         if l.startswith(field): return int(l.split()[1]) / 2**20
     return float('nan')
 
-def real_features(weights, root, n_test_ids, seed, threads, cache):
+def real_features(weights, root, n_test_ids, threads, cache):
     "Embeddings of every crop of the proxy split (ONNX Runtime fp32), with the query mask; cached."
     if cache.is_file():
         d = np.load(cache); return d['feats'], d['is_query'], d['pids'], d['camids']
     import torch
     torch.set_num_threads(threads)
-    from reid_nb.data.datasets import market1501, make_query_gallery
     from reid_nb.export import export_onnx, OrtBackend
     from reid_nb.embed import Embedder
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        df = make_query_gallery(market1501(root), n_test_ids, seed=seed)
+    df = market_proxy(root, n_test_ids)
     onnx_path = Path(tempfile.mkdtemp())/'m.onnx'
     export_onnx(weights, onnx_path)
     t = time.time()
@@ -62,24 +59,23 @@ def distractors(real:np.ndarray, n:int, seed:int, basis:np.ndarray, scale:np.nda
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--weights', default='/work/market_run/checkpoints/best.pth')
-    p.add_argument('--root', default=os.environ.get('REID_NB_MARKET', str(Path(__file__).resolve().parents[2]/'shared/data/market1501_train')))
+    p.add_argument('--weights', default=str(MARKET_MODEL))
+    p.add_argument('--root', default=str(market_root()), help='Market-1501 folder (default: $REID_NB_MARKET, else ../shared/data/market1501_train)')
     p.add_argument('--n', type=int, default=1_000_000, help='gallery size (real features + distractors)')
     p.add_argument('--queries', type=int, default=1000)
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--chunk', type=int, default=100_000)
     p.add_argument('--nprobe', type=int, nargs='+', default=[4, 8, 16])
     p.add_argument('--k-factor', type=float, default=None, help="refinement candidates per hit (default: the gallery's own)")
-    p.add_argument('--n-test-ids', type=int, default=375)
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--n-test-ids', type=int, default=N_TEST_IDS)
+    p.add_argument('--seed', type=int, default=0, help='draws the distractors (the split has its own, fixed seed)')
     p.add_argument('--cache', default='/tmp/reid_nb_gallery_real_feats.npz')
-    p.add_argument('--out', default=str(Path(__file__).resolve().parent/'results'/'gallery.json'))
+    p.add_argument('--out', default=str(RESULTS/'gallery.json'))
     a = p.parse_args(argv)
-    root = Path(a.root)
-    if not (root/'bounding_box_train').is_dir(): print(f"skipped: no Market-1501 crops at {root}"); return 0
+    if not market_found(a.root): return 0
     if not Path(a.weights).is_file() and not Path(a.cache).is_file(): print(f"skipped: no checkpoint {a.weights}"); return 0
     t_all = time.time()
-    real, is_q, pids, camids = real_features(a.weights, root, a.n_test_ids, a.seed, a.threads, Path(a.cache))
+    real, is_q, pids, camids = real_features(a.weights, a.root, a.n_test_ids, a.threads, Path(a.cache))
     real = real / np.linalg.norm(real, axis=1, keepdims=True)
     queries = real[is_q][:a.queries]
     gal_real = real[~is_q]
@@ -162,14 +158,12 @@ def main(argv=None):
     print(f"single queries one at a time on 1 thread (wall time, and CPU time of that thread: other processes' load excluded); batch and build on {a.threads} threads")
     print("goals: recall@10 >= 0.99, <= 0.3 ms per single query, build <= 120 s")
     print(f"total {time.time() - t_all:.0f} s")
-    out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
-    doc = dict(bench='gallery', command='python bench/gallery.py ' + ' '.join(argv if argv is not None else sys.argv[1:]),
-               date=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
-               hardware=f"{next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor())}, {a.threads} threads, faiss-cpu {faiss.__version__}",
+    out = Path(a.out)
+    doc = dict(**provenance(__file__, argv, threads=a.threads),
                notes=f"{len(gal_real)} real gallery features + {len(g) - len(gal_real)} structured distractors; exact numpy search "
                      f"{exact_ms:.2f} ms/query (batched); distractor generation {t_gen:.0f} s not counted in build",
                rows=rows, total_s=time.time() - t_all)
-    tmp = out.with_name(out.name + '.tmp'); tmp.write_text(json.dumps(doc, indent=1)); os.replace(tmp, out)
+    save_json(doc, out)
     print(f"wrote {out}")
     return 0
 

@@ -24,12 +24,13 @@ configs/Market1501/sbs_R50-ibn.yml from a FastReID checkout) trains on the same 
 `python tools/train_net.py --config-file configs/Market1501/sbs_R50-ibn.yml SOLVER.IMS_PER_BATCH 64` and read the
 `time:` per iteration of its log (FastReID publishes SBS ~0.21 s/iter on 2x2080 Ti).
 
-Besides the table, the figures go to bench/results/gpu.json.
+Besides the table, the figures go to bench/results/gpu.json, after the provenance block of bench/_common.py.
 """
-import argparse, json, os, platform, sys, time
+import argparse, os, sys, time
 import torch
+from _common import RESULTS, SHAPES, synthetic_features, provenance, save_json
 
-CASES = {'Market-1501': dict(nq=3368, ng=15913, ids=751, cams=6), 'MSMT17': dict(nq=11659, ng=82161, ids=3060, cams=15)}
+CASES = {'Market-1501': SHAPES['market'], 'MSMT17': SHAPES['msmt17']}
 ARCHS = {'BoT-R50': ('bagtricks', {}), 'SBS-R50-ibn': ('sbs', dict(with_ibn=True))}
 
 def sync(dev):
@@ -88,12 +89,13 @@ def bench_train(name, a, dev, modes):
 
 def bench_fastreid(cfg_file, a, dev):
     "FastReID's own model from its config, in the same loop (fp32 and AMP)."
-    import collections, collections.abc, warnings
-    collections.Mapping = collections.abc.Mapping  # FastReID 1.4 predates Python 3.10
+    import warnings
+    from reid_nb.test_utils import fastreid_compat
     warnings.simplefilter('ignore')
-    from fastreid.config import get_cfg
-    from fastreid.modeling import build_model as fr_build
-    from fastreid.utils.events import EventStorage   # its training forward logs there
+    with fastreid_compat():   # FastReID 1.4 predates Python 3.10
+        from fastreid.config import get_cfg
+        from fastreid.modeling import build_model as fr_build
+        from fastreid.utils.events import EventStorage   # its training forward logs there
     cfg = get_cfg(); cfg.merge_from_file(cfg_file)
     cfg.MODEL.BACKBONE.PRETRAIN = False; cfg.MODEL.HEADS.NUM_CLASSES = a.classes; cfg.MODEL.DEVICE = str(dev)
     H, W = (64, 32) if a.toy else cfg.INPUT.SIZE_TRAIN
@@ -111,28 +113,14 @@ def bench_fastreid(cfg_file, a, dev):
                          s_per_iter=s, images_per_s=P * K / s))
     return rows
 
-def features(nq, ng, ids, cams, dev, dim=2048, seed=0):
-    "Synthetic L2-normalised features: identity centre + camera shift + noise (as bench/eval.py), built on `dev`."
-    from reid_nb.evaluate import Features
-    g = torch.Generator(device='cpu').manual_seed(seed)
-    centres, cam_dirs = torch.randn(ids, dim, generator=g), torch.randn(cams, dim, generator=g)
-    def make(n):
-        p, c = torch.randint(0, ids, (n,), generator=g), torch.randint(0, cams, (n,), generator=g)
-        f = torch.empty(n, dim, device=dev)
-        for i in range(0, n, 4096):
-            b = slice(i, i + 4096)
-            f[b] = torch.nn.functional.normalize(centres[p[b]] + 0.6 * cam_dirs[c[b]] + 2.8 * torch.randn(len(p[b]), dim, generator=g), dim=1).to(dev)
-        return Features(f, p, c)
-    return make(nq), make(ng)
-
 def bench_eval(a, dev):
-    from reid_nb.evaluate import evaluate
+    from reid_nb.evaluate import Features, evaluate
     from reid_nb.rerank import rerank_features
     rows = []
     scale = 10 if a.toy else 1
     for case, c in CASES.items():
         if case not in a.eval_cases: continue
-        q, g = features(c['nq'] // scale, c['ng'] // scale, max(c['ids'] // scale, 10), c['cams'], dev)
+        q, g = (Features(*x) for x in synthetic_features(c['nq'] // scale, c['ng'] // scale, max(c['ids'] // scale, 10), c['cams'], device=dev))
         res = {}
         def run(): res['r'] = evaluate(q, g, verbose=False)
         s = timed(run, dev, 1, a.eval_iters)
@@ -144,10 +132,6 @@ def bench_eval(a, dev):
             print(f"rerank {case}: {s:.2f} s", file=sys.stderr, flush=True)
         del q, g
     return rows
-
-def hardware(dev)->str:
-    if dev.type == 'cuda': return f"{torch.cuda.get_device_name(dev)}, torch {torch.__version__}, CUDA {torch.version.cuda}"
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads), torch {torch.__version__}"
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -164,7 +148,7 @@ def main():
     ap.add_argument('--classes', type=int, default=751, help='classifier size (Market-1501: 751)')
     ap.add_argument('--fastreid-config', default=None, help="FastReID config for labelled FastReID rows (needs fastreid importable)")
     ap.add_argument('--threads', type=int, default=None, help='torch CPU threads')
-    ap.add_argument('--out', default=os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results', 'gpu.json'))
+    ap.add_argument('--out', default=str(RESULTS/'gpu.json'))
     a = ap.parse_args()
     a.batch = a.batch or (8 if a.toy else 64); a.iters = a.iters or (2 if a.toy else 20); a.warmup = a.warmup if a.warmup is not None else (1 if a.toy else 5)
     if a.threads: torch.set_num_threads(a.threads)
@@ -176,8 +160,8 @@ def main():
         try: rows += bench_fastreid(a.fastreid_config, a, dev)
         except Exception as e: rows.append(dict(kind='train', model='FastReID', mode='-', error=f"{type(e).__name__}: {' '.join(str(e).split())[:160]}"))
     rows += bench_eval(a, dev)
-    hw = hardware(dev)
-    print(f"\n{hw}{' — TOY sizes' if a.toy else ''}\n")
+    doc = dict(**provenance(__file__), device=str(dev), toy=a.toy, rows=rows)
+    print(f"\n{doc['hardware']}; device {dev}{' — TOY sizes' if a.toy else ''}\n")
     print('| model | mode | batch | size | s/iter | images/s |\n|---|---|---:|---|---:|---:|')
     for r in rows:
         if r['kind'] != 'train': continue
@@ -187,11 +171,7 @@ def main():
     for r in rows:
         if r['kind'] in ('eval', 'rerank'):
             print(f"| {'evaluate()' if r['kind'] == 'eval' else 'k-reciprocal re-ranking'} | {r['case']} {r['nq']:,} x {r['ng']:,} | {r['seconds']:.3f} |")
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out + '.tmp', 'w') as f:
-        json.dump({'bench': 'gpu', 'command': 'python bench/gpu.py ' + ' '.join(sys.argv[1:]), 'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
-                   'hardware': hw + (' (toy sizes)' if a.toy else ''), 'rows': rows}, f, indent=1)
-    os.replace(a.out + '.tmp', a.out)
+    save_json(doc, a.out)
 
 if __name__ == '__main__':
     main()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Partial re-id check on real data: deep spatial reconstruction (DSR, reid_nb.dsr) on cut and occluded Market-proxy queries.
 
-The Market-1501 proxy split of bench/train_market.py (make_query_gallery, 375 test ids, seed 0). A partial model
+The Market-1501 proxy split of bench/train_market.py (`_common.market_proxy`: 375 test ids, split seed 0). A partial model
 (`meta_arch='partial'`: global + foreground branch) starts from the trained bagtricks model of train_market.py
 (--source; its backbone and global branch; the foreground branch's neck and classifier start as copies of the
 global ones) and is fine-tuned with the `partial` recipe for --epochs epochs on the same 376 train ids. The queries are
@@ -21,12 +21,9 @@ number in the table is on the other half, full queries included (with the same l
 Root: --root, else $REID_NB_MARKET, else ../shared/data/market1501_train (skips cleanly when absent).
 Results: bench/results/partial.json (--results DIR, '' for none) with the command, date, hardware and commit.
 """
-import argparse, datetime, math, os, shlex, sys, time, warnings
+import argparse, math, sys, time
 from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from train_market import hardware, commit, save_json
+from _common import RESULTS, MARKET_MODEL, N_TEST_IDS, market_root, market_found, market_proxy, proxy_note, provenance, save_json
 
 CONDITIONS = ('full', 'cut', 'occluded')
 MEAN_RGB = (124, 116, 104)  # ImageNet mean, 0-255
@@ -45,26 +42,25 @@ def degrade(img, mode:str, rng):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--root', default=os.environ.get('REID_NB_MARKET', str(Path(__file__).resolve().parents[2]/'shared/data/market1501_train')))
-    p.add_argument('--source', default='/work/market_run/checkpoints/best.pth', help='trained bagtricks checkpoint (bench/train_market.py)')
+    p.add_argument('--root', default=str(market_root()), help='Market-1501 folder (default: $REID_NB_MARKET, else ../shared/data/market1501_train)')
+    p.add_argument('--source', default=str(MARKET_MODEL), help='trained bagtricks checkpoint (bench/train_market.py)')
     p.add_argument('--epochs', type=int, default=2, help='fine-tuning epochs with the partial recipe (0: none)')
     p.add_argument('--base-lr', type=float, default=3.5e-4)
     p.add_argument('--bs', type=int, default=64)
     p.add_argument('--rea-prob', type=float, default=None, help="random erasing in the fine-tuning (default: the partial recipe's, 0 as FastReID)")
     p.add_argument('--k', type=int, default=100, help='gallery items re-ranked by DSR per query (FastReID: 100)')
-    p.add_argument('--n-test-ids', type=int, default=375)
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--n-test-ids', type=int, default=N_TEST_IDS)
+    p.add_argument('--seed', type=int, default=0, help='fine-tuning, query degradation and the lambda/test halves (the split has its own, fixed seed)')
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--limit-ids', type=int, default=0, help='use only the first N identities (smoke tests)')
     p.add_argument('--out', default='/tmp/partial')
-    p.add_argument('--results', default=str(HERE/'results'), help="folder for partial.json ('' for none)")
+    p.add_argument('--results', default=str(RESULTS), help="folder for partial.json ('' for none)")
     a = p.parse_args(argv)
 
     import numpy as np, torch
     torch.set_num_threads(a.threads)
     from torch.utils.data import DataLoader, Dataset
     from reid_nb.core import seed_everything
-    from reid_nb.data.datasets import market1501, make_query_gallery
     from reid_nb.data.loaders import load_image
     from reid_nb.models import build_model, load_reid_model
     from reid_nb.backbones import load_weights
@@ -73,17 +69,11 @@ def main(argv=None):
     from reid_nb.learner import recipe_dataloaders, reid_learner
     from reid_nb.dsr import dsr_factors, dsr_rerank, fuse_dsr
 
-    root = Path(a.root)
-    if not (root/'bounding_box_train').is_dir():
-        print(f"skipped: Market-1501 train crops not found at {root}/bounding_box_train (set --root or $REID_NB_MARKET)"); return 0
+    if not market_found(a.root): return 0
     if not Path(a.source).is_file(): print(f"skipped: no source model at {a.source} (run bench/train_market.py first)"); return 0
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     seed_everything(a.seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        df = market1501(root)
-    if a.limit_ids: df = df[df.pid.isin(sorted(df.pid.unique())[:a.limit_ids])].reset_index(drop=True)
-    df = make_query_gallery(df, a.n_test_ids, seed=a.seed)
+    df = market_proxy(a.root, a.n_test_ids, limit_ids=a.limit_ids)
 
     # the partial model, from the trained bagtricks model
     t0 = time.time()
@@ -196,10 +186,9 @@ def main(argv=None):
           + ', '.join(f"{v} {m} {l}" for (v, m), l in lam_each.items()))
 
     res_json = {
-        'bench': 'partial', 'command': shlex.join(['python', 'bench/partial.py', *(sys.argv[1:] if argv is None else argv)]),
-        'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'), 'hardware': hardware(a.threads), 'commit': commit(),
+        **provenance(__file__, argv),
         'dataset': 'Market1501', 'arch': b['arch'], 'size': list(size), 'source': a.source, 'epochs': a.epochs, 'base_lr': a.base_lr, 'rea_prob': a.rea_prob, 'k': a.k,
-        'data': (f"Market-1501 proxy split (make_query_gallery, {a.n_test_ids} test ids, seed {a.seed}); test ids halved (seed {a.seed}): "
+        'data': (f"{proxy_note(df)}; test ids halved (seed {a.seed}): "
                  f"{len(halves['val'])} for choosing lambda, {len(halves['test'])} reported"),
         'lambda': lam, 'lambda_per_condition': {f"{v}/{m}": l for (v, m), l in lam_each.items()},
         'rows': [{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()} for r in rows],

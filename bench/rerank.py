@@ -12,29 +12,17 @@ fraction of the size (`--reference half`: half the queries and gallery, N/2) and
 reid_nb's time there and the largest difference between the two results.
 """
 import argparse, json, os, resource, subprocess, sys, time
+from _common import DIM, SHAPES, synthetic_features
 
-SHAPES = {  # name: (queries, gallery, dim, identities, cameras)
-    'market': (3368, 15913, 2048, 751, 6),
-    'msmt17': (11659, 82161, 2048, 3060, 15),
-}
-
-def synthetic_features(nq, ng, dim, n_ids, n_cams, seed=0, noise=1.0, chunk=8192):
-    "Random features with identity and camera structure (id centre + camera shift + noise), built in chunks."
-    import torch
-    g = torch.Generator().manual_seed(seed)
-    N = nq + ng
-    ids = torch.randint(0, n_ids, (N,), generator=g); cams = torch.randint(0, n_cams, (N,), generator=g)
-    centre = torch.randn(n_ids, dim, generator=g); shift = 0.5 * torch.randn(n_cams, dim, generator=g)
-    f = torch.empty(N, dim)
-    for s in range(0, N, chunk):
-        e = min(s + chunk, N)
-        f[s:e] = centre[ids[s:e]] + shift[cams[s:e]] + noise * torch.randn(e - s, dim, generator=g)
-    return f[:nq], f[nq:]
+def case_shape(case:str, f:int=1)->tuple:
+    "(queries, gallery, dim, identities, cameras) of a benchmark, queries and gallery divided by `f`."
+    s = SHAPES[case]
+    return (s['nq'] // f, s['ng'] // f, DIM, s['ids'], s['cams'])
 
 def worker(method, nq, ng, dim, n_ids, n_cams, threads, save, compare):
     import numpy as np, torch
     torch.set_num_threads(threads)
-    qf, gf = synthetic_features(nq, ng, dim, n_ids, n_cams)
+    (qf, _, _), (gf, _, _) = synthetic_features(nq, ng, n_ids, n_cams, dim, noise=1.0, cam_shift=0.5)
     extra = {}
     t = time.perf_counter()
     if method == 'rerank_features':
@@ -44,8 +32,9 @@ def worker(method, nq, ng, dim, n_ids, n_cams, threads, save, compare):
         from reid_nb.rerank import query_expansion
         out = query_expansion(qf, gf)[0].numpy()
     elif method == 'fastreid':
-        import collections, collections.abc; collections.Mapping = collections.abc.Mapping
-        from fastreid.evaluation.rerank import re_ranking
+        from reid_nb.test_utils import fastreid_compat
+        with fastreid_compat():   # FastReID 1.4 predates Python 3.10
+            from fastreid.evaluation.rerank import re_ranking
         from reid_nb.metrics import compute_distance
         out = re_ranking(*[compute_distance(a, b, 'cosine').numpy() for a, b in [(qf, gf), (qf, qf), (gf, gf)]])
     else: raise ValueError(f"unknown method {method!r}")
@@ -67,7 +56,7 @@ def run(method, shape, threads, save='', compare=''):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--cases', default='market,msmt17')
+    p.add_argument('--cases', default='market,msmt17', help=f"comma-separated, of {', '.join(SHAPES)} (toy: a quick check)")
     p.add_argument('--reference', default='half', choices=['half', 'full', 'none'])
     p.add_argument('--qe', action='store_true', help='also time query_expansion at Market size')
     p.add_argument('--threads', type=int, default=2)
@@ -82,25 +71,24 @@ def main():
         print(rows[-1], flush=True)
     ref_time = {}
     if a.reference != 'none' and 'market' in a.cases:
-        nq, ng, dim, ni, nc = SHAPES['market']
         f = 1 if a.reference == 'full' else 2
-        shape = (nq // f, ng // f, dim, ni, nc)
+        ref_shape = case_shape('market', f)
         path = f'/tmp/reid_nb_bench_rerank_ref_{os.getpid()}.npy'
         try:
-            r = run('fastreid', shape, a.threads, save=path)
-            add('FastReID 1.4.0 re_ranking', shape, r, 'measured')
+            r = run('fastreid', ref_shape, a.threads, save=path)
+            add('FastReID 1.4.0 re_ranking', ref_shape, r, 'measured')
             ref_time = {'seconds': r['seconds'] * f * f, 'peak_rss_gb': r['peak_rss_gb'] * f * f}
-            if f != 1: add('FastReID 1.4.0 re_ranking', SHAPES['market'], ref_time, f'extrapolated ×{f*f} (N²)')
-            r = run('rerank_features', shape, a.threads, compare=path)
-            add('reid_nb rerank_features', shape, r, f"vs FastReID: {r['n_diff']:,} of {r['n_entries']:,} entries differ by > 1e-4 "
+            if f != 1: add('FastReID 1.4.0 re_ranking', case_shape('market'), ref_time, f'extrapolated ×{f*f} (N²)')
+            r = run('rerank_features', ref_shape, a.threads, compare=path)
+            add('reid_nb rerank_features', ref_shape, r, f"vs FastReID: {r['n_diff']:,} of {r['n_entries']:,} entries differ by > 1e-4 "
                 f"(in {r['n_diff_cols']} gallery columns; max {r['max_abs_diff']:.1e})")
         finally:
             if os.path.exists(path): os.remove(path)
     for case in a.cases.split(','):
-        r = run('rerank_features', SHAPES[case], a.threads)
+        r = run('rerank_features', case_shape(case), a.threads)
         note = f"{ref_time['seconds'] / r['seconds']:.0f}× faster than the reference" if case == 'market' and ref_time else ''
-        add('reid_nb rerank_features', SHAPES[case], r, note)
-    if a.qe: add('reid_nb query_expansion', SHAPES['market'], run('query_expansion', SHAPES['market'], a.threads))
+        add('reid_nb rerank_features', case_shape(case), r, note)
+    if a.qe: add('reid_nb query_expansion', case_shape('market'), run('query_expansion', case_shape('market'), a.threads))
     print(f"\nk-reciprocal re-ranking (k1=20, k2=6, λ=0.3, cosine) on synthetic features, {a.threads} threads, "
           f"{os.cpu_count()} CPUs; peak RSS of the whole process\n")
     print('| method | queries × gallery × dim | seconds | peak RSS (GB) | note |\n|---|---|---:|---:|---|')

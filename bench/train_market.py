@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Re-id training check on real data: a Market-1501 proxy split, CPU, an ImageNet-pretrained small backbone.
 
-The 751 identities of Market-1501's `bounding_box_train` are split with `make_query_gallery` (half of them,
-375, become query/gallery, Market's protocol); the other half trains a model with a FastReID recipe through
+The 751 identities of Market-1501's `bounding_box_train` are split with `_common.market_proxy` (half of them,
+375, become query/gallery, Market's protocol; a fixed split seed); the other half trains a model with a FastReID recipe through
 the same API the `reid-nb train` command uses (`recipe_dataloaders` -> `reid_learner` -> `fit_reid`).
 The table compares it with the same backbone's untrained (ImageNet-only) features on the same split.
 
@@ -19,36 +19,13 @@ Root: --root, else $REID_NB_MARKET, else ../shared/data/market1501_train (skips 
 Results: <out>/results.json, and bench/results/train_market_<arch>.json (--results DIR, '' for none) with the
 command, date, hardware and commit that produced them; the model-zoo page (nbs/90_zoo.ipynb) reads that folder.
 """
-import argparse, datetime, json, os, platform, shlex, subprocess, sys, time, warnings
+import argparse, sys, time
 from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
-
-def hardware(threads:int)->str:
-    "The CPU (or GPU) that ran the benchmark, in words."
-    import torch
-    cpu = platform.processor() or platform.machine()
-    try: cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-    except (OSError, StopIteration): pass
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ''
-    return f"{cpu} ({os.cpu_count()} cores visible), {threads} torch thread{'s' if threads > 1 else ''}{gpu}; torch {torch.__version__}"
-
-def commit()->str:
-    "The git commit of the code that ran (with '+dirty' when the tree had changes)."
-    try:
-        c = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=HERE, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=HERE, capture_output=True, text=True).stdout.strip()
-        return c + ('+dirty' if dirty else '')
-    except (OSError, subprocess.CalledProcessError): return 'unknown'
-
-def save_json(obj, path:Path):
-    "Write atomically."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix('.tmp'); tmp.write_text(json.dumps(obj, indent=1)); os.replace(tmp, path)
+from _common import RESULTS, N_TEST_IDS, market_root, market_found, market_proxy, proxy_note, provenance, save_json
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--root', default=os.environ.get('REID_NB_MARKET', str(Path(__file__).resolve().parents[2]/'shared/data/market1501_train')))
+    p.add_argument('--root', default=str(market_root()), help='Market-1501 folder (default: $REID_NB_MARKET, else ../shared/data/market1501_train)')
     p.add_argument('--arch', default='mobilenetv2_100', help="backbone with shipped ImageNet weights: mobilenetv2_100 or efficientnet_lite0")
     p.add_argument('--recipe', default='bagtricks')
     p.add_argument('--epochs', type=int, default=6)
@@ -57,34 +34,27 @@ def main(argv=None):
     p.add_argument('--num-instances', type=int, default=4)
     p.add_argument('--base-lr', type=float, default=7e-4)
     p.add_argument('--steps', type=int, nargs='+', default=[80, 110], help='multi-step epochs on the recipe\'s 120-epoch scale')
-    p.add_argument('--n-test-ids', type=int, default=375)
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--n-test-ids', type=int, default=N_TEST_IDS)
+    p.add_argument('--seed', type=int, default=0, help='training seed (the split has its own, fixed: _common.SPLIT_SEED)')
     p.add_argument('--threads', type=int, default=1, help='torch threads (where other jobs share the cores, 1 can be much faster than several)')
     p.add_argument('--limit-ids', type=int, default=0, help='use only the first N identities (smoke tests)')
     p.add_argument('--flip', action='store_true', help='flip TTA at evaluation (doubles its cost)')
     p.add_argument('--out', default='/tmp/train_market')
-    p.add_argument('--results', default=str(HERE/'results'), help="folder for train_market_<arch>.json ('' for none)")
+    p.add_argument('--results', default=str(RESULTS), help="folder for train_market_<arch>.json ('' for none)")
     a = p.parse_args(argv)
 
     import torch
     torch.set_num_threads(a.threads)
     from reid_nb.core import seed_everything
-    from reid_nb.data.datasets import market1501, make_query_gallery
     from reid_nb.backbones import shipped_weights
     from reid_nb.models import build_model
     from reid_nb.evaluate import extract_features, evaluate
     from reid_nb.learner import recipe_dataloaders, reid_learner
 
-    root = Path(a.root)
-    if not (root/'bounding_box_train').is_dir():
-        print(f"skipped: Market-1501 train crops not found at {root}/bounding_box_train (set --root or $REID_NB_MARKET)"); return 0
+    if not market_found(a.root): return 0
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     seed_everything(a.seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # the query/test folders are absent by design
-        df = market1501(root)
-    if a.limit_ids: df = df[df.pid.isin(sorted(df.pid.unique())[:a.limit_ids])].reset_index(drop=True)
-    df = make_query_gallery(df, a.n_test_ids, seed=a.seed)
+    df = market_proxy(a.root, a.n_test_ids, limit_ids=a.limit_ids)
     n = df.split.value_counts().to_dict()
     print(f"split: {df[df.split=='train'].pid.nunique()} train ids / {n['train']} images; "
           f"{df[df.split=='query'].pid.nunique()} test ids: {n['query']} query, {n['gallery']} gallery", flush=True)
@@ -105,19 +75,13 @@ def main(argv=None):
     t_train = time.time() - t0
 
     rows = [('ImageNet-only (untrained)', r0, t_base), (f'{a.recipe} {a.epochs} ep', res, t_train)]
-    print(f"\nMarket-1501 proxy ({a.n_test_ids} test ids, seed {a.seed}), {a.arch} @ {a.size[0]}x{a.size[1]}, CPU x{a.threads}")
+    print(f"\nMarket-1501 proxy ({a.n_test_ids} test ids, split seed {df.attrs['split_seed']}), {a.arch} @ {a.size[0]}x{a.size[1]}, CPU x{a.threads}")
     print('| model | rank-1 | mAP | mINP | time |\n|:--|--:|--:|--:|--:|')
     for name, r, t in rows: print(f"| {name} | {r.cmc[0]*100:.1f} | {r.mAP*100:.1f} | {r.mINP*100:.1f} | {t/60:.1f} min |")
     ratio = float(res.cmc[0] / max(r0.cmc[0], 1e-9))
     print(f"rank-1 ratio trained / untrained: {ratio:.2f} ({'PASS' if ratio >= 2 else 'FAIL'}: needs >= 2)")
-    tr_df = df[df.split == 'train']
     res_json = {
-        'bench': 'train_market', 'command': shlex.join(['python', 'bench/train_market.py', *(sys.argv[1:] if argv is None else argv)]),
-        'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'), 'hardware': hardware(a.threads), 'commit': commit(),
-        'dataset': 'Market1501',
-        'data': (f"Market-1501 proxy split: the {tr_df.pid.nunique()} train identities ({len(tr_df)} images) and {a.n_test_ids} test identities "
-                 f"({n['query']} query / {n['gallery']} gallery images, make_query_gallery seed {a.seed}) are all drawn from bounding_box_train; "
-                 "not the official query/gallery"),
+        **provenance(__file__, argv), 'dataset': 'Market1501', 'data': proxy_note(df), 'seed': a.seed,
         'arch': a.arch, 'pretrained': f'ImageNet (shipped_weights({a.arch!r}))', 'recipe': a.recipe, 'size': a.size, 'epochs': a.epochs,
         'base_lr': a.base_lr, 'flip': a.flip,
         'rows': [{'model': name, 'epochs': 0 if r is r0 else a.epochs, 'rank1': float(r.cmc[0]), 'mAP': float(r.mAP), 'mINP': float(r.mINP),

@@ -1,4 +1,4 @@
-"""Small, fast stand-ins that the notebooks' tests share: a fastai learner over random tensors, its re-id variant and a fake evaluation.
+"""Small, fast stand-ins that the notebooks' tests share: a fastai learner over random tensors, its re-id variant, a fake evaluation, and the scoped import of FastReID that cross-checks compare with.
 
 Docs: https://reid-nb.github.io/reid_nb/test_utils.html.md"""
 
@@ -6,17 +6,16 @@ Docs: https://reid-nb.github.io/reid_nb/test_utils.html.md"""
 
 # %% ../nbs/97_test_utils.ipynb #06e9f887
 from __future__ import annotations
+import collections, collections.abc, importlib, warnings
+from contextlib import contextmanager
 from functools import partial
 import torch
 from torch import nn
-from fastai.data.core import DataLoaders
-from fastai.data.load import DataLoader
-from fastai.learner import Learner
-from fastai.optimizer import OptimWrapper
 from .core import seed_everything
 
 # %% auto #0
-__all__ = ['TinyNet', 'TermsLoss', 'tiny_learner', 'tiny_reid_learner', 'fastreid_module', 'raised', 'fake_eval']
+__all__ = ['TinyNet', 'TermsLoss', 'tiny_learner', 'tiny_reid_learner', 'raised', 'fake_eval', 'fastreid_compat',
+           'fastreid_module']
 
 # %% ../nbs/97_test_utils.ipynb #ce962372
 class TinyNet(nn.Module):
@@ -40,32 +39,26 @@ def tiny_learner(n:int=64, # training items (random 8-d inputs, 4 classes; the s
                  cbs=None, # callbacks
                  lr:float=1e-2, # SGD learning rate
                  seed:int=0, # model initialisation and loader order
-                 learner=Learner, # the Learner class, e.g. `reid_nb.learner.ReIDLearner`
+                 learner=None, # the Learner class (default fastai's `Learner`), e.g. `reid_nb.learner.ReIDLearner`
                 )->Learner:
     "A fastai learner over random tensors with a `TinyNet` and a `TermsLoss`."
+    from fastai.data.core import DataLoaders
+    from fastai.data.load import DataLoader
+    from fastai.learner import Learner
+    from fastai.optimizer import OptimWrapper
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(n, 8, generator=g), torch.randint(0, 4, (n,), generator=g)
     seed_everything(seed)
     ds = list(zip(x, y))
     dls = DataLoaders(DataLoader(ds, bs=bs, shuffle=True, drop_last=True, seed=seed), DataLoader(ds, bs=bs))
-    return learner(dls, TinyNet(), loss_func=TermsLoss(), opt_func=partial(OptimWrapper, opt=torch.optim.SGD), lr=lr, cbs=cbs)
+    return (learner or Learner)(dls, TinyNet(), loss_func=TermsLoss(), opt_func=partial(OptimWrapper, opt=torch.optim.SGD), lr=lr, cbs=cbs)
 
-def tiny_reid_learner(cbs=None, seed:int=0, learner=Learner)->Learner:
+def tiny_reid_learner(cbs=None, seed:int=0, learner=None)->Learner:
     "`tiny_learner` with a 4-item random `dls.query` / `dls.gallery`, for evaluation callbacks."
     learn = tiny_learner(cbs=cbs, seed=seed, learner=learner)
     q = [(torch.randn(4, 8), torch.arange(4), torch.zeros(4))]
     learn.dls.query, learn.dls.gallery = q, q
     return learn
-
-def fastreid_module(name:str, # e.g. 'fastreid.layers.any_softmax'
-                   ):
-    "A module of FastReID — a reference that tests compare with, never imported by reid_nb — or None (with a note) when it cannot be imported."
-    import collections, collections.abc, importlib, warnings
-    collections.Mapping = collections.abc.Mapping  # FastReID 1.4 predates Python 3.10
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore'); return importlib.import_module(name)
-    except Exception as e: print(f"FastReID not importable ({type(e).__name__}): cross-check skipped"); return None
 
 def raised(f):
     "The exception `f()` raises (None if it returns)."
@@ -76,3 +69,24 @@ def fake_eval(model, q, g)->dict:
     "A stand-in for `reid_eval`: 'rank-1' = mean first embedding coordinate + 10 (a percentage), mAP 0.5, mINP 0.25."
     e = torch.cat([model(x) for x, *_ in q])
     return {'cmc': [e[:, 0].mean().item() + 10], 'mAP': 0.5, 'mINP': 0.25}
+
+# %% ../nbs/97_test_utils.ipynb #fddb4451
+_REMOVED_IN_310 = [n for n in collections.abc.__all__ if n not in ('Buffer', 'ByteString')]  # Buffer is new; ByteString warns
+
+@contextmanager
+def fastreid_compat():
+    "Lend `collections` the ABC names Python 3.10 removed (`Mapping`, `Sequence`, ...) inside the block, and take them back after."
+    lent = [n for n in _REMOVED_IN_310 if n not in vars(collections)]
+    for n in lent: setattr(collections, n, getattr(collections.abc, n))
+    try: yield
+    finally:
+        for n in lent:
+            if vars(collections).get(n) is getattr(collections.abc, n): delattr(collections, n)
+
+def fastreid_module(name:str, # e.g. 'fastreid.layers.any_softmax'
+                   ):
+    "A module of FastReID (a reference tests compare with, never imported by reid_nb), imported under `fastreid_compat`; None, with a note, when it cannot be."
+    try:
+        with warnings.catch_warnings(), fastreid_compat():
+            warnings.simplefilter('ignore'); return importlib.import_module(name)
+    except Exception as e: print(f"FastReID not importable ({type(e).__name__}): cross-check skipped"); return None

@@ -9,34 +9,26 @@ checkpoints, load it with reid_nb, and compare the eval embeddings of the same r
 Skipped when fastreid / torchreid cannot be imported. reid_nb itself never imports them.
 Heavy (ResNet-50s on CPU, about a minute).
 """
-import collections, collections.abc, glob, warnings
+import importlib, warnings
 from pathlib import Path
 import pytest, torch, yaml
 from torch import nn
 
-collections.Mapping = collections.abc.Mapping  # FastReID 1.4 on Python >= 3.10
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT/'configs'
 torch.set_num_threads(2)
 
-def _import_fastreid():
+def _reference(package:str, *modules:str):   # called at import: conftest.py imports this module under the FastReID shim
+    "`package` once it and its `modules` import, else None."
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
-            import fastreid.modeling, fastreid.config
-        return fastreid
+            for m in modules: importlib.import_module(m)
+            return importlib.import_module(package)
     except Exception: return None
 
-def _import_torchreid():
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            import torchreid
-        return torchreid
-    except Exception: return None
-
-fastreid = _import_fastreid()
-torchreid = _import_torchreid()
+fastreid = _reference('fastreid', 'fastreid.modeling', 'fastreid.config')
+torchreid = _reference('torchreid')
 needs_fastreid = pytest.mark.skipif(fastreid is None, reason='fastreid cannot be imported')
 needs_torchreid = pytest.mark.skipif(torchreid is None, reason='torchreid cannot be imported')
 

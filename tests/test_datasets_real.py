@@ -1,6 +1,6 @@
 """reid_nb.data.datasets on real crops: the Market-1501 training split and a CUHK03 camera pair.
 
-The data lives outside the repository (never committed): `$REID_MARKET_ROOT`, else `../shared/data/market1501_train`,
+The data lives outside the repository (never committed): `$REID_NB_MARKET`, else `../shared/data/market1501_train`,
 and `$REID_NB_CUHK03` (as for bench/cross_domain.py), else `../shared/data/cuhk03_pair1_train`, relative to the
 repository root. Each test skips cleanly when its data is absent.
 """
@@ -12,7 +12,7 @@ import pytest
 from reid_nb.data.datasets import market1501, make_query_gallery, validate_frame, DatasetWarning, cuhk03_pairs, cross_domain_split
 
 REPO = Path(__file__).resolve().parents[1]
-ROOT = Path(os.environ.get('REID_MARKET_ROOT', REPO.parent/'shared'/'data'/'market1501_train'))
+ROOT = Path(os.environ.get('REID_NB_MARKET', REPO.parent/'shared'/'data'/'market1501_train'))
 CUHK = Path(os.environ.get('REID_NB_CUHK03', REPO.parent/'shared'/'data'/'cuhk03_pair1_train'))
 needs_market = pytest.mark.skipif(not (ROOT/'bounding_box_train').is_dir(), reason=f"Market-1501 training crops not found at {ROOT}")
 needs_cuhk = pytest.mark.skipif(not (CUHK/'images').is_dir(), reason=f"CUHK03 camera-pair crops not found at {CUHK}")

@@ -10,13 +10,12 @@ sort), so its tie order is build-dependent. reid_nb ranks ties by gallery index,
 argsort. Random float distances have no ties, so there the results must agree exactly; for cases
 with many ties, FastReID is run with its `np.argsort` made stable and must then agree exactly.
 """
-import collections, collections.abc, types, warnings
+import types, warnings
 import numpy as np
 import pytest
 import torch
 
-collections.Mapping = collections.abc.Mapping       # FastReID predates Python 3.10
-with warnings.catch_warnings():
+with warnings.catch_warnings():   # conftest.py imports this module under the FastReID shim (Python >= 3.10)
     warnings.simplefilter('ignore')
     fr_rank = pytest.importorskip('fastreid.evaluation.rank')
     fr_roc = pytest.importorskip('fastreid.evaluation.roc')

@@ -1,7 +1,7 @@
 """reid_nb.rerank against the reference implementations it reproduces: FastReID 1.4.0
 (`fastreid.evaluation.rerank.re_ranking`, `fastreid.evaluation.query_expansion.aqe`) and torchreid 0.2.5
 (`re_ranking`). Skipped when they are not installed (`pip install --no-deps fastreid==1.4.0 torchreid==0.2.5`)."""
-import collections, collections.abc, importlib
+import importlib
 import numpy as np
 import pytest
 import torch
@@ -9,9 +9,7 @@ import torch
 from reid_nb.metrics import compute_distance
 from reid_nb.rerank import re_ranking, rerank_features, query_expansion
 
-collections.Mapping = collections.abc.Mapping   # FastReID 1.4.0 still imports collections.Mapping
-
-def _import(*names):
+def _import(*names):   # called at import: conftest.py imports this module under the FastReID shim
     for name in names:
         try: return importlib.import_module(name)
         except Exception: pass
