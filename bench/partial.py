@@ -78,7 +78,7 @@ def main(argv=None):
     # the partial model, from the trained bagtricks model
     t0 = time.time()
     src = load_reid_model(a.source)
-    b = dict(src.build_args); size = tuple(src.reid_meta['size'])
+    b = dict(src.build_args); size = src.reid_meta.size
     model = build_model(**{**b, 'meta_arch': 'partial', 'pretrained': False})
     rep = load_weights(model, src.state_dict(), strict=False, source=a.source)
     assert {k.split('.')[1] for k in rep.missing} <= {'occ_unit', 'bnneck_occ', 'weight_occ'}, rep.problems()
