@@ -13,18 +13,19 @@ import torch.distributed as dist
 from torch import nn
 from fastcore.basics import store_attr
 from fastcore.foundation import L
-from fastai.callback.core import Callback, CancelStepException, CancelValidException
-from fastai.callback.progress import CSVLogger
-from fastai.learner import Learner, Metric
 from .core import save_checkpoint, get_rng_states, set_rng_states, InputError, InputValueError
 from .evaluate import reid_eval, NonFiniteFeatures
 from .models import ModelMeta
 from .distributed import is_main_process, rank_world, reid_eval_distributed
+from fastai.callback.core import Callback, CancelStepException, CancelValidException  # fastai after reid_nb.data.loaders, its first importer
+from fastai.callback.progress import CSVLogger
+from fastai.learner import Learner, Metric
 
 # %% auto #0
 __all__ = ['warmup_factor', 'LRSchedule', 'WarmupCallback', 'CosineAfterDelay', 'MultiStepLR', 'FreezeBackbone', 'ClipGradients',
            'MixedPrecision', 'mixed_precision', 'TargetsToModel', 'TrainingDiverged', 'LossTerms', 'ReIDEvalCallback',
-           'PlainLog', 'CSVLog', 'learner_meta', 'training_state', 'CheckpointCallback', 'ChannelsLast', 'CompileModel']
+           'PlainLog', 'CSVLog', 'learner_meta', 'training_state', 'CheckpointCallback', 'RestoreTrainingState',
+           'ChannelsLast', 'CompileModel']
 
 # %% ../nbs/31_callbacks.ipynb #51e2d2a8
 def _run_epoch(learn)->float:
@@ -409,10 +410,11 @@ class CheckpointCallback(Callback):
         if done % self.every == 0 or done == self.n_epoch:
             save_checkpoint(self.path/'last.pth', {**training_state(self.learn), 'best': self.best})
 
-class _Resume(Callback):
+class RestoreTrainingState(Callback):
     "Restore optimiser, loss, counters, generators and loader state of a `last.pth` at the start of `fit` (last of all)."
     order = 99
-    def __init__(self, state): self.state = state
+    def __init__(self, state:dict): # `training_state` of a learner, e.g. `load_checkpoint('last.pth')`
+        self.state = state
     def before_fit(self):
         st, opt = self.state, self.learn.opt
         lrs, wds = [h['lr'] for h in opt.hypers], [h.get('wd') for h in opt.hypers]

@@ -1,4 +1,4 @@
-"""`reid-nb train | eval | demo | export | embed | index | search`: FastReID-style configs and options on the command line; bad input is one line, warnings are shown, logs read well in a file.
+"""`reid-nb train | eval | demo | adapt | export | embed | index | search`: FastReID-style configs and options on the command line, each option read from its function's signature; bad input is one line, warnings are shown, logs read well in a file.
 
 Docs: https://reid-nb.github.io/reid_nb/cli.html.md"""
 
@@ -6,13 +6,13 @@ Docs: https://reid-nb.github.io/reid_nb/cli.html.md"""
 
 # %% ../nbs/50_cli.ipynb #4a625c51
 from __future__ import annotations
-import argparse, json, os, re, sys, tempfile, time, warnings
+import argparse, inspect, json, os, re, sys, tempfile, time, warnings
 from pathlib import Path
 from .core import InputError
 
 # %% auto #0
-__all__ = ['CLIError', 'data_root', 'cache_dir', 'train', 'evaluate_checkpoint', 'demo', 'export_model', 'embed_images',
-           'build_gallery', 'search_gallery', 'adapt_checkpoint', 'main']
+__all__ = ['COMMANDS', 'CLIError', 'data_root', 'cache_dir', 'train', 'evaluate_checkpoint', 'demo', 'export_model',
+           'embed_images', 'build_gallery', 'search_gallery', 'adapt_checkpoint', 'build_parser', 'main']
 
 # %% ../nbs/50_cli.ipynb #646bc348
 class CLIError(InputError):
@@ -51,19 +51,15 @@ def _fit_workers(r:dict)->dict:
     return r
 
 def _frames(root:Path, train:list=(), test:list=()):
-    "One re-id frame: the training rows of the `train` data sets and the query/gallery rows of the `test` ones; each parsed once, every image checked."
+    "One re-id frame: the training rows of the `train` data sets and the query/gallery rows of the `test` ones; each parsed once, unreadable images skipped."
     import pandas as pd
-    from reid_nb.data.datasets import load_dataset, verify_images
+    from reid_nb.data.datasets import load_dataset, skip_unreadable
     if not root.is_dir(): raise CLIError(f"dataset root {root} does not exist (use --root, DATASETS.ROOT or $REID_NB_DATASETS)")
     if not (list(train) or list(test)): raise CLIError("no data set named (DATASETS.NAMES / DATASETS.TESTS are empty)")
-    parsed = {n: load_dataset(n, root) for n in dict.fromkeys([*train, *test])}
+    names = list(dict.fromkeys([*train, *test]))
+    parsed = {n: load_dataset(n, root) for n in names}
     df = pd.concat([parsed[n][parsed[n].split == 'train'] for n in train] + [parsed[n][parsed[n].split != 'train'] for n in test], ignore_index=True)
-    bad = verify_images(df, cache=cache_dir()/'verified_images.json')
-    if bad:
-        warnings.warn(f"{len(bad)} of {len(df)} images cannot be read and are skipped: " + '; '.join(f"{p} ({r})" for p, r in bad[:5])
-                      + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else ''))
-        df = df[~df.path.astype(str).isin({p for p, _ in bad})].reset_index(drop=True)
-    return df
+    return skip_unreadable(df, source=f"{'+'.join(names)} in {root}", cache=cache_dir()/'verified_images.json')
 
 # %% ../nbs/50_cli.ipynb #5bb9a22f
 _RUN_FILES = ('checkpoints/last.pth', 'checkpoints/best.pth', 'log.csv', 'results.json')
@@ -73,12 +69,12 @@ def _results(res, out:Path, name:str):
     (out/'results.json').write_text(json.dumps({k: float(v) if not isinstance(v, str) else v for k, v in res.metrics().items()}, indent=1))
 
 def train(config_file:str, # FastReID-style YAML
-          opts:list|None=None, # KEY VALUE overrides
-          root:str|None=None, # datasets root
-          epochs:int|None=None, # shorten/lengthen the run (the schedule scales)
+          opts:list|None=None, # KEY VALUE config overrides, e.g. SOLVER.BASE_LR 0.001
+          root:str|None=None, # datasets root (default: DATASETS.ROOT among the options, $REID_NB_DATASETS, $FASTREID_DATASETS, ./datasets)
+          epochs:int|None=None, # run length (default: SOLVER.MAX_EPOCH; the schedule scales)
           resume:bool=False, # continue from OUTPUT_DIR/checkpoints/last.pth
           overwrite:bool=False, # replace an earlier run in OUTPUT_DIR
-          seed:int|None=None, # overrides the config's SEED
+          seed:int|None=None, # seed of every random generator (default: the config's SEED)
          ):
     "Train as the config says; returns the final `ReIDResult` (None when a resumed run had already finished)."
     from reid_nb.config import save_config, cfg_get
@@ -144,16 +140,19 @@ def _check_model(model, asked:dict, weights, config_file):
     "Warn when a self-describing checkpoint's model is not the one the config describes (the checkpoint's is used)."
     from reid_nb.layers import get_pooling
     built = getattr(model, 'build_args', None)
-    if getattr(model, 'reid_meta', {}).get('format') or built is None: return  # a foreign checkpoint was built from the config itself
+    meta = getattr(model, 'reid_meta', None)
+    if (meta is not None and meta.extra.get('format')) or built is None: return  # a foreign checkpoint was built from the config itself
     pool = lambda p: type(get_pooling(p, in_channels=8)).__name__
     keys = ('arch', 'meta_arch', 'last_stride', 'with_ibn', 'with_nl', 'pool', 'embedding_dim', 'neck', 'cls_type')
     diff = [k for k in keys if k in asked and (pool(asked[k]) != pool(built[k]) if k == 'pool' else asked[k] != built[k])]
     if diff: warnings.warn(f"{weights} holds a model other than the one {config_file} describes ({'; '.join(f'{k}: {built[k]!r} in the checkpoint, {asked[k]!r} in the config' for k in diff)}): "
                            "the checkpoint's model is evaluated; the config gives the test settings and data sets")
 
-def evaluate_checkpoint(weights:str, # a reid_nb checkpoint, or a FastReID one (with its config)
+def evaluate_checkpoint(weights:str, # a reid_nb checkpoint (best.pth, last.pth), or a FastReID one (with its config)
                         config_file:str|None=None, # FastReID-style YAML; optional for reid_nb checkpoints
-                        opts:list|None=None, root:str|None=None):
+                        opts:list|None=None, # KEY VALUE config overrides
+                        root:str|None=None, # datasets root (default: DATASETS.ROOT among the options, $REID_NB_DATASETS, $FASTREID_DATASETS, ./datasets)
+                       ):
     "Evaluate `weights` on DATASETS.TESTS (of the config, else of the checkpoint's recipe); returns a `ReIDResult`."
     from reid_nb.fastreid import recipe_from_config
     from reid_nb.learner import recipe_dataloaders
@@ -168,7 +167,7 @@ def evaluate_checkpoint(weights:str, # a reid_nb checkpoint, or a FastReID one (
     else:
         _, oroot = _opts_root(list(opts or []))
         model = load_reid_model(weights)
-        r = (getattr(model, 'reid_meta', {}) or {}).get('recipe')
+        r = model.reid_meta.recipe if getattr(model, 'reid_meta', None) is not None else None
         if not r or 'run' not in r: raise CLIError(f"{weights} does not record which data sets it was tested on: pass --config-file")
     tests = r['run']['tests'] or r['run']['datasets']
     df = _frames(data_root(root or oroot), test=tests)
@@ -183,9 +182,9 @@ def demo(out:str|Path|None=None, # output folder (default: a new temporary folde
          n_ids:int=48, # synthetic identities (half train, half query/gallery)
          epochs:int=12, # training epochs
          arch:str='mobilenetv2_100', # backbone; its ImageNet weights are used when a pip package ships them
-         size=(64, 32), # input H, W
+         size:tuple=(64, 32), # input (H, W)
          base_lr:float=1e-3, # Adam learning rate
-         seed:int=0,
+         seed:int=0, # seed of every random generator
         ):
     "Synthetic data → train → table + rank-list picture; returns (`ReIDResult`, picture path)."
     import matplotlib; matplotlib.use('Agg')
@@ -199,7 +198,7 @@ def demo(out:str|Path|None=None, # output folder (default: a new temporary folde
     t0 = time.time()
     df = synthetic_reid(out/'synthetic', n_ids=n_ids, imgs_per_id=8, size=(128, 64), seed=seed)
     seed_everything(seed)
-    dls = recipe_dataloaders(df, 'bagtricks', size=tuple(size), bs=32, num_instances=4, test_bs=128, seed=seed)
+    dls = recipe_dataloaders(df, 'bagtricks', size=tuple(size), bs=32, seed=seed)  # BoT's data part, a smaller batch for a small data set
     try: pretrained = shipped_weights(arch)
     except (KeyError, ModuleNotFoundError, FileNotFoundError) as e: pretrained = False; print(f"note: {arch} starts from random weights ({e})")
     learn = reid_learner(dls, arch, pretrained=pretrained, base_lr=base_lr, epochs=epochs, sched='constant', eval_period=10**6)
@@ -383,14 +382,18 @@ _DEPLOY = dict(export=lambda a: export_model(a.weights, a.format, a.out, a.calib
 
 # %% ../nbs/50_cli.ipynb #90acbe16
 def adapt_checkpoint(weights:str, # the source model: a reid_nb checkpoint
-                     target:str, # a folder of the target's images, or a CSV with a `path` column (pids ignored)
-                     out:str, # the adapted checkpoint to write
-                     method:str='mlt', # 'mlt', 'dbscan' or 'none'
-                     rounds:int=3, epochs:int=2, # pseudo-label rounds, fine-tuning epochs per round
-                     momentum:float=0.999, # EMA teacher momentum
-                     eval_csv:str|None=None, # labelled query/gallery CSV of the target site, for the table only
-                     seed:int=0,
-                     **label_kw, # `pseudo_labels` options (eps, min_samples, k1, k2)
+                     target:str, # a folder of the new site's images, or a CSV with a `path` column (pids ignored)
+                     out:str, # the adapted checkpoint to write (and OUT.csv: the per-round table)
+                     method:str|None=None, # 'mlt', 'dbscan' or 'none' (default: adapt_domain's)
+                     rounds:int|None=None, # pseudo-label rounds (default: adapt_domain's)
+                     epochs:int|None=None, # fine-tuning epochs per round (default: adapt_domain's)
+                     momentum:float|None=None, # EMA teacher momentum (default: adapt_domain's)
+                     eval_csv:str|None=None, # CSV of labelled query/gallery images of the new site (reporting only)
+                     seed:int|None=None, # seed of everything random (default: adapt_domain's)
+                     eps:float|None=None, # DBSCAN radius (default: pseudo_labels')
+                     min_samples:int|None=None, # DBSCAN core size (default: pseudo_labels')
+                     k1:int|None=None, # Jaccard neighbourhood k1 (default: pseudo_labels')
+                     k2:int|None=None, # Jaccard neighbourhood k2 (default: pseudo_labels')
                     ):
     "Adapt a checkpoint to a folder of unlabelled images; writes `out` and `out`.csv (the per-round table); returns the table."
     from reid_nb.adapt import adapt_domain
@@ -401,54 +404,78 @@ def adapt_checkpoint(weights:str, # the source model: a reid_nb checkpoint
     eval_df = from_csv(eval_csv) if eval_csv else None
     if eval_df is not None and not {'query', 'gallery'} <= set(eval_df.split):
         raise CLIError(f"--eval {eval_csv} needs rows with split 'query' and 'gallery' (it has {sorted(set(eval_df.split))})")
-    print(f"adapting {weights} to {len(frame)} images of {target} ({method}, {rounds} rounds x {epochs} epochs)", flush=True)
-    model, table = adapt_domain(weights, frame.drop(columns='pid'), method, rounds=rounds, epochs=epochs, momentum=momentum,
-                                eval_df=eval_df, seed=seed, **{k: v for k, v in label_kw.items() if v is not None})
-    out = Path(out)
-    meta = getattr(model, 'reid_meta', {})
-    save_reid_model(out, model, size=meta.get('size'), size_test=meta.get('size_test'), adapted=dict(method=method, rounds=rounds, epochs=epochs, target=str(target)))
+    given = dict(method=method, rounds=rounds, epochs=epochs, momentum=momentum, seed=seed, eps=eps, min_samples=min_samples, k1=k1, k2=k2)
+    kw = {k: v for k, v in given.items() if v is not None}  # the others: adapt_domain's and pseudo_labels' own defaults
+    run = {**{k: p.default for k, p in inspect.signature(adapt_domain).parameters.items()}, **kw}
+    print(f"adapting {weights} to {len(frame)} images of {target} ({run['method']}, {run['rounds']} rounds x {run['epochs']} epochs)", flush=True)
+    model, table = adapt_domain(weights, frame.drop(columns='pid'), eval_df=eval_df, **kw)
+    out, meta = Path(out), model.reid_meta
+    save_reid_model(out, model, size=meta.size, size_test=meta.size_test,
+                    adapted=dict(method=run['method'], rounds=run['rounds'], epochs=run['epochs'], target=str(target)))
     table.to_csv(out.with_suffix('.csv'), index=False)
     print(table.round(3).convert_dtypes().astype(object).fillna('-').to_string(index=False), flush=True)  # counts as integers, '-' for none
     print(f"wrote {out} and {out.with_suffix('.csv')}", flush=True)
     return table
 
 # %% ../nbs/50_cli.ipynb #2bc74edd
-def _parser():
+def _export_formats()->list:
+    "The export formats: `reid_nb.runtime.EXPORTERS`'s names (the same entry points, read directly, where that module is absent)."
+    try: from reid_nb.runtime import EXPORTERS
+    except ModuleNotFoundError as e:
+        if e.name != 'reid_nb.runtime': raise
+        from reid_nb.core import Registry
+        EXPORTERS = Registry('export format', 'exporters')
+    return EXPORTERS.names()
+
+COMMANDS = {  # sub-command: (function, one-line help, what its signature cannot say: positional / renamed flags, choices, exclusive pairs)
+    'train': (train, 'train with a FastReID-style config', dict(exclusive=('resume', 'overwrite'))),
+    'eval': (evaluate_checkpoint, 'evaluate a checkpoint on DATASETS.TESTS', {}),
+    'demo': (demo, 'synthetic data -> train ~1 min on CPU -> table + rank-list picture', {}),
+    'adapt': (adapt_checkpoint, 'adapt a checkpoint to a new site from its unlabelled images (pseudo labels + mean teacher)',
+              dict(flags={'eval_csv': '--eval'}, choices={'method': ('mlt', 'dbscan', 'none')})),
+    'export': (export_model, 'export a checkpoint for deployment (ONNX, int8 ONNX, OpenVINO, TensorRT)',
+               dict(flags={'fmt': '--format'}, choices={'fmt': _export_formats, 'precision': ('fp32', 'fp16', 'bf16', 'int8')})),
+    'embed': (embed_images, 'embed a folder of images (or a CSV with a path column) into a .npz', dict(positional=('src',))),
+    'index': (build_gallery, 'build a searchable gallery from a features .npz',
+              dict(positional=('feats',), choices={'index': ('auto', 'flat', 'ivfpq', 'hnsw')})),
+    'search': (search_gallery, 'search query images in a gallery', dict(positional=('images',))),
+}
+
+class _Tuple(argparse.Action):
+    "Store the values of an `nargs` option as a tuple, e.g. `--size H W`."
+    def __call__(self, parser, namespace, values, option_string=None): setattr(namespace, self.dest, tuple(values))
+
+def _add_option(p, name:str, prm:inspect.Parameter, doc:str|None, spec:dict):
+    "One argparse argument for parameter `prm` of a command's function: flag, type and default from the signature, help from its docments."
+    kinds = [t.strip() for t in str(prm.annotation).split('|')] if prm.annotation is not prm.empty else []
+    kind = next((t for t in kinds if t in ('bool', 'int', 'float', 'list')), 'str')
+    default, required = (None, True) if prm.default is prm.empty else (prm.default, False)
+    shown = f" (default: {default})" if default is not None and default is not False else ''
+    kw = dict(help=(doc or '') + shown or None)
+    if name == 'opts': return p.add_argument(name, nargs=argparse.REMAINDER, default=default, **kw)   # FastReID's trailing KEY VALUE pairs
+    if name in spec.get('positional', ()): return p.add_argument(name, nargs='+' if kind == 'list' else None, **kw)
+    flag = spec.get('flags', {}).get(name) or (f'-{name}' if len(name) == 1 else f"--{name.replace('_', '-')}")
+    flags = ('-o', flag) if name == 'out' else (flag,)
+    kw.update(dest=name, default=default, required=required)
+    if kind == 'bool': return p.add_argument(*flags, action='store_true' if default is False else argparse.BooleanOptionalAction, **kw)
+    if name == 'size': kw.update(type=int, nargs=2, metavar=('H', 'W'), action=_Tuple)
+    elif kind in ('int', 'float'): kw['type'] = int if kind == 'int' else float
+    choices = spec.get('choices', {}).get(name)
+    if choices is not None: kw['choices'] = choices() if callable(choices) else choices
+    return p.add_argument(*flags, **kw)
+
+def build_parser()->argparse.ArgumentParser:
+    "The `reid-nb` parser: a sub-command per entry of `COMMANDS`, its options read from the function's signature and docments."
+    from fastcore.docments import docments
     p = argparse.ArgumentParser(prog='reid-nb', description='reid_nb: train, evaluate, adapt, try, export and search re-identification models')
     sub = p.add_subparsers(dest='cmd', required=True)
-    t = sub.add_parser('train', help='train with a FastReID-style config')
-    t.add_argument('--config-file', required=True)
-    t.add_argument('--root', help='datasets root (default: $REID_NB_DATASETS, $FASTREID_DATASETS, ./datasets)')
-    t.add_argument('--epochs', type=int, help="run length (default: SOLVER.MAX_EPOCH; the schedule scales)")
-    t.add_argument('--seed', type=int, help="seed of every random generator (default: the config's SEED, 0)")
-    g = t.add_mutually_exclusive_group()
-    g.add_argument('--resume', action='store_true', help='continue from OUTPUT_DIR/checkpoints/last.pth')
-    g.add_argument('--overwrite', action='store_true', help='replace an earlier run in OUTPUT_DIR')
-    t.add_argument('opts', nargs=argparse.REMAINDER, help='KEY VALUE config overrides')
-    e = sub.add_parser('eval', help='evaluate a checkpoint on DATASETS.TESTS')
-    e.add_argument('--weights', required=True, help='a reid_nb checkpoint (best.pth, last.pth) or a FastReID one')
-    e.add_argument('--config-file', help="FastReID-style YAML (optional for reid_nb checkpoints)")
-    e.add_argument('--root')
-    e.add_argument('opts', nargs=argparse.REMAINDER)
-    d = sub.add_parser('demo', help='synthetic data -> train ~1 min on CPU -> table + rank-list picture')
-    d.add_argument('--out', help='output folder (default: a temporary folder)')
-    d.add_argument('--n-ids', type=int, default=48)
-    d.add_argument('--epochs', type=int, default=12)
-    d.add_argument('--arch', default='mobilenetv2_100')
-    d.add_argument('--size', type=int, nargs=2, default=[64, 32])
-    d.add_argument('--seed', type=int, default=0)
-    a = sub.add_parser('adapt', help='adapt a checkpoint to a new site from its unlabelled images (pseudo labels + mean teacher)')
-    a.add_argument('--weights', required=True, help='the source model (a reid_nb checkpoint)')
-    a.add_argument('--target', required=True, help="a folder of the new site's images, or a CSV with a path column")
-    a.add_argument('-o', '--out', required=True, help='the adapted checkpoint to write (and OUT.csv: the per-round table)')
-    a.add_argument('--method', default='mlt', choices=['mlt', 'dbscan', 'none'])
-    a.add_argument('--rounds', type=int, default=3)
-    a.add_argument('--epochs', type=int, default=2, help='fine-tuning epochs per round')
-    a.add_argument('--momentum', type=float, default=0.999, help='EMA teacher momentum')
-    a.add_argument('--eval', help='CSV of labelled query/gallery images of the new site (reporting only)')
-    a.add_argument('--seed', type=int, default=0)
-    for k, t in (('--eps', float), ('--min-samples', int), ('--k1', int), ('--k2', int)): a.add_argument(k, type=t, help='pseudo-label setting (see reid_nb.pseudo_labels)')
-    _deploy_parsers(sub)
+    for cmd, (fn, about, spec) in COMMANDS.items():
+        sp = sub.add_parser(cmd, help=about, description=about)
+        sp.set_defaults(_run=fn)
+        docs, params = docments(fn), inspect.signature(fn).parameters
+        group = sp.add_mutually_exclusive_group() if spec.get('exclusive') else None
+        order = sorted((k for k, v in params.items() if v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD)), key=lambda k: k == 'opts')  # KEY VALUE pairs last
+        for k in order: _add_option(group if k in spec.get('exclusive', ()) else sp, k, params[k], docs.get(k), spec)
     return p
 
 def _one_line(e:BaseException)->str:
@@ -461,19 +488,15 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 def main(argv:list|None=None)->int:
     "Entry point of the `reid-nb` console script."
-    args = _parser().parse_args(argv)
+    args = vars(build_parser().parse_args(argv))
+    run = args.pop('_run'); args.pop('cmd')
     old = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('default')
-            for c in (FutureWarning, DeprecationWarning): warnings.filterwarnings('ignore', category=c)  # libraries' deprecation notices
-            if args.cmd == 'train': train(args.config_file, args.opts, args.root, args.epochs, args.resume, args.overwrite, args.seed)
-            elif args.cmd == 'eval': evaluate_checkpoint(args.weights, args.config_file, args.opts, args.root)
-            elif args.cmd == 'demo': demo(args.out, args.n_ids, args.epochs, args.arch, tuple(args.size), seed=args.seed)
-            elif args.cmd == 'adapt': adapt_checkpoint(args.weights, args.target, args.out, args.method, args.rounds, args.epochs, args.momentum,
-                                                       args.eval, args.seed, eps=args.eps, min_samples=args.min_samples, k1=args.k1, k2=args.k2)
-            elif args.cmd in _DEPLOY: _DEPLOY[args.cmd](args)
+            warnings.filterwarnings('ignore', category=DeprecationWarning)  # libraries' notices to their developers, not to the user
+            run(**args)
     except InputError as e:
         print(f"reid-nb: error: {_one_line(e)}", file=sys.stderr)
         return 2

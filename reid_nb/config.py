@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast, copy, warnings
 from pathlib import Path
 import yaml
-from .core import InputValueError, InputKeyError, InputTypeError, InputFileError, IMAGENET_MEAN, IMAGENET_STD
+from .core import InputValueError, InputKeyError, InputTypeError, InputFileError, IMAGENET_MEAN, IMAGENET_STD, DEFAULT_SIZE
 
 # %% auto #0
 __all__ = ['get_default_config', 'coerce_value', 'merge_config', 'cfg_get', 'cfg_set', 'merge_opts', 'load_config', 'save_config']
@@ -40,7 +40,7 @@ _DEFAULTS = {
         'PIXEL_MEAN': _IMNET_MEAN, 'PIXEL_STD': _IMNET_STD},
     'KD': {'MODEL_CONFIG': [], 'MODEL_WEIGHTS': [], 'EMA': {'ENABLED': False, 'MOMENTUM': 0.999}},
     'INPUT': {
-        'SIZE_TRAIN': [256, 128], 'SIZE_TEST': [256, 128],
+        'SIZE_TRAIN': list(DEFAULT_SIZE), 'SIZE_TEST': list(DEFAULT_SIZE),
         'CROP': {'ENABLED': False, 'SIZE': [224, 224], 'SCALE': [0.16, 1], 'RATIO': [3./4., 4./3.]},
         'FLIP': {'ENABLED': False, 'PROB': 0.5},
         'PADDING': {'ENABLED': False, 'MODE': 'constant', 'SIZE': 10},

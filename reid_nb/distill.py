@@ -13,12 +13,12 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from fastcore.foundation import L
 from fastcore.meta import delegates
-from fastai.callback.core import Callback
 from .core import InputValueError, InputKeyError
 from .data.transforms import resize_batch
 from .heads import EmbeddingHead, Linear, ReIDOutput
 from .models import load_reid_model, ReIDModel, MGN
 from .learner import reid_learner
+from fastai.callback.core import Callback  # after reid_nb's first fastai import (reid_nb.data.loaders)
 
 # %% auto #0
 __all__ = ['KD_FASTREID', 'KD_PAPER', 'kd_l1_logits', 'kd_kl', 'pkt_loss', 'teacher_outputs', 'ema_update', 'ResizeBatch',
@@ -195,7 +195,8 @@ class DistillCallback(Callback):
         if isinstance(self.learn.loss_func, DistillLoss): self.learn.loss_func = self.base_loss
 
 # %% ../nbs/33_distill.ipynb #ed2a00ee
-KD_FASTREID = dict(logits='sym_kl', T=16., logit_weight=1., pkt_weight=0., ema=None)
+KD_FASTREID = {k: p.default for k, p in inspect.signature(DistillCallback).parameters.items()  # DistillCallback's defaults: FastReID's
+               if k in ('logits', 'T', 'logit_weight', 'pkt_weight', 'ema')}
 KD_PAPER = dict(logits='l1', logit_weight=1., pkt_weight=1., pkt_field='neck', ema=None)
 
 @delegates(reid_learner)

@@ -6,18 +6,19 @@ Docs: https://reid-nb.github.io/reid_nb/distributed.html.md"""
 
 # %% ../nbs/30_distributed.ipynb #45dbf495
 from __future__ import annotations
-import datetime, math, os, warnings
+import datetime, inspect, math, os, warnings
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Subset
-from fastai.callback.core import Callback
-from .core import InputValueError
+from fastcore.meta import delegates
+from .core import InputValueError, InputKeyError
 from .data.loaders import ReIDLoader
 from .evaluate import Features, extract_features, evaluate, ReIDResult, TEST_DEFAULTS, check_features
 from .metrics import (FPRS, collect, rank_collectors, RocCollector, HistCollector, iter_distance,
                              check_metric, check_protocol)
+from fastai.callback.core import Callback  # after reid_nb.data.loaders, reid_nb's first fastai import
 
 # %% auto #0
 __all__ = ['dist_env', 'rank_world', 'is_main_process', 'train_device', 'setup_distributed', 'cleanup_distributed', 'barrier',
@@ -176,10 +177,13 @@ def _num_neg(q_pids, g_pids)->int:
 def _roc_k(max_fpr:float, num_neg:int)->int:
     return num_neg if max_fpr >= 1 else min(num_neg, math.floor(max_fpr * num_neg) + 1)
 
+_EVAL = {k: p.default for k, p in inspect.signature(evaluate).parameters.items() if p.default is not p.empty}  # `evaluate`'s options and defaults
+
 def evaluate_shard(q:Features, g:Features, # every query and every gallery item (as on every rank)
                    rank:int, world:int, # which slice of the queries to score
-                   metric:str='cosine', max_rank:int=50, protocol:str='market', topk:int=10,
-                   roc_max_fpr:float=1., bins:int=100, chunk_size:int|None=None, device=None)->dict:
+                   metric:str=_EVAL['metric'], max_rank:int=_EVAL['max_rank'], protocol:str=_EVAL['protocol'], topk:int=_EVAL['topk'],
+                   roc_max_fpr:float=1., # the ROC is kept exactly up to this FPR (`evaluate` resolves its None before sharding)
+                   bins:int=_EVAL['bins'], chunk_size:int|None=_EVAL['chunk_size'], device=_EVAL['device'])->dict:
     "The collectors of `evaluate` run over query slice `rank` of `world` (see `merge_shards`)."
     dev = torch.device(device) if device is not None else q.device
     a, b = shard_range(len(q), rank, world)
@@ -195,7 +199,7 @@ def evaluate_shard(q:Features, g:Features, # every query and every gallery item 
     return dict(rank=rank_c, draws=draws, top=top, roc=roc, hist=hist)
 
 def merge_shards(parts:list, # `evaluate_shard` outputs of ranks 0..world-1, in order
-                 q:Features, g:Features, metric:str='cosine', protocol:str='market', fprs=FPRS,
+                 q:Features, g:Features, metric:str=_EVAL['metric'], protocol:str=_EVAL['protocol'], fprs=_EVAL['fprs'],
                  roc_max_fpr:float=1.)->ReIDResult:
     "One `ReIDResult` from the ranks' collectors: what `evaluate` returns for the whole set."
     rank, draws, top, roc, hist = (parts[0][k] for k in ('rank', 'draws', 'top', 'roc', 'hist'))
@@ -215,32 +219,36 @@ def merge_shards(parts:list, # `evaluate_shard` outputs of ranks 0..world-1, in 
     return ReIDResult(rank=rank.result(draws, top), roc=merged.result(fprs), hist=hist.result(), q_pids=q.pids, g_pids=g.pids,
                       q_camids=q.camids, g_camids=g.camids, q_paths=q.paths, g_paths=g.paths, metric=metric, protocol=protocol)
 
+@delegates(evaluate)
 def evaluate_distributed(q:Features, g:Features, # every query and gallery item, on every rank (`extract_features_distributed`)
-                         metric:str=TEST_DEFAULTS['metric'], rerank:dict|None=None, qe:dict|None=None, max_rank:int=50,
-                         protocol:str='market', topk:int=10, fprs=FPRS, roc_max_fpr:float|None=None, chunk_size:int|None=None,
-                         bins:int=100, device=None, verbose:bool=True)->ReIDResult:
+                         metric:str=_EVAL['metric'], # 'cosine' or 'euclidean'
+                         **kwargs, # `evaluate`'s other options (rerank, qe, dsr, max_rank, protocol, ..., verbose)
+                        )->ReIDResult:
     "`evaluate` with the queries shared out over the ranks; every rank returns the same `ReIDResult` (`evaluate`'s)."
-    kw = dict(metric=metric, max_rank=max_rank, protocol=protocol, topk=topk, fprs=fprs, roc_max_fpr=roc_max_fpr,
-              chunk_size=chunk_size, bins=bins, device=device)
+    unknown = sorted(set(kwargs) - set(_EVAL))
+    if unknown: raise InputKeyError(f"evaluate_distributed got unknown option(s) {unknown}; evaluate's options are {sorted(_EVAL)}")
     rank, world = rank_world()
-    if world == 1 or not dist.is_initialized(): return evaluate(q, g, rerank=rerank, qe=qe, verbose=verbose, **kw)
-    if rerank is not None or qe is not None:   # they need every query and gallery item together: rank 0 computes
-        out = [evaluate(q, g, rerank=rerank, qe=qe, verbose=verbose, **kw) if rank == 0 else None]
+    if world == 1 or not dist.is_initialized(): return evaluate(q, g, metric, **kwargs)
+    kw = {**_EVAL, **kwargs}
+    if any(kw[k] is not None for k in ('rerank', 'qe', 'dsr')):   # they need every query and gallery item together: rank 0 computes
+        out = [evaluate(q, g, metric, **kwargs) if rank == 0 else None]
         dist.broadcast_object_list(out, src=0)
         return out[0]
-    check_metric(metric); check_protocol(protocol)
+    check_metric(metric); check_protocol(kw['protocol'])
     check_features(q, 'query'); check_features(g, 'gallery')
+    fprs, roc_max_fpr = kw['fprs'], kw['roc_max_fpr']
     if roc_max_fpr is None: roc_max_fpr = 1. if len(q) * len(g) <= 1 << 24 else max(max(fprs), 1e-2)
-    mine = evaluate_shard(q, g, rank, world, metric, max_rank, protocol, topk, roc_max_fpr, bins, chunk_size, device)
+    mine = evaluate_shard(q, g, rank, world, metric, kw['max_rank'], kw['protocol'], kw['topk'], roc_max_fpr, kw['bins'], kw['chunk_size'], kw['device'])
     parts = [None] * world
     dist.all_gather_object(parts, mine)
-    res = merge_shards(parts, q, g, metric, protocol, fprs, roc_max_fpr)
-    if verbose and rank == 0: print(res.table())
+    res = merge_shards(parts, q, g, metric, kw['protocol'], fprs, roc_max_fpr)
+    if kw['verbose'] and rank == 0: print(res.table())
     return res
 
+@delegates(evaluate_distributed)
 def reid_eval_distributed(model:nn.Module, query_dl, gallery_dl, # as for `reid_nb.evaluate.reid_eval`
                           flip:bool=TEST_DEFAULTS['flip'], metric:str=TEST_DEFAULTS['metric'], verbose:bool=False,
-                          **kwargs, # more `evaluate_distributed` options
+                          **kwargs, # more `evaluate` options (see `evaluate_distributed`)
                          )->ReIDResult:
     "`reid_eval` over the ranks: sharded extraction, gathered features, sharded metrics; the same result on every rank."
     feats = lambda dl: extract_features_distributed(model, dl, flip=flip)

@@ -13,18 +13,19 @@ import torch
 from torch import nn
 from fastcore.foundation import L
 from fastcore.meta import delegates
-from fastai.callback.core import CancelEpochException
-from fastai.learner import Learner
-from fastai.optimizer import OptimWrapper
 from .core import load_checkpoint, interactive, InputError, InputKeyError, InputValueError
 from .callbacks import (WarmupCallback, CosineAfterDelay, MultiStepLR, FreezeBackbone, ClipGradients, mixed_precision,
-                               LossTerms, ReIDEvalCallback, CheckpointCallback, TargetsToModel, PlainLog, _Resume, learner_meta)
+                               LossTerms, ReIDEvalCallback, CheckpointCallback, TargetsToModel, PlainLog, RestoreTrainingState, learner_meta)
 from .losses import ReIDLoss
-from .data.loaders import reid_dataloaders, _tfm_defaults, ReIDDataLoaders
+from .data.transforms import transform_defaults
+from .data.loaders import reid_dataloaders, ReIDDataLoaders, DATA_DEFAULTS
 from .models import build_model, save_reid_model
 from .backbones import pretrained_hint, load_weights
 from .evaluate import TEST_DEFAULTS
 from .distributed import DDPCallback, rank_world, train_device
+from fastai.callback.core import CancelEpochException  # fastai after reid_nb.data.loaders, its first importer
+from fastai.learner import Learner
+from fastai.optimizer import OptimWrapper
 
 # %% auto #0
 __all__ = ['BAGTRICKS', 'AGW', 'SBS', 'MGN', 'PARTIAL', 'RECIPES', 'get_recipe', 'param_groups', 'loss_param_groups',
@@ -43,8 +44,7 @@ BAGTRICKS = dict(
                 warmup_factor=0.1, warmup_iters=2000, warmup_method='linear',
                 freeze_iters=0, freeze_layers=[], amp=True, clip=None,
                 eval_period=30, checkpoint_period=30, ref_iters_per_epoch=202),
-    data=dict(size=(256, 128), size_test=(256, 128), bs=64, num_instances=4, sampler='identity', test_bs=128, num_workers=0,
-              flip_prob=0.5, padding=10, rea_prob=0.5),
+    data=dict(DATA_DEFAULTS),
     test=dict(TEST_DEFAULTS),
 )
 
@@ -106,7 +106,7 @@ def get_recipe(recipe:str|dict='bagtricks', # a key of `RECIPES` or a recipe dic
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
 def param_groups(model:nn.Module, # the model to optimise
-                 base_lr:float=3.5e-4, weight_decay:float=5e-4, # BASE_LR, WEIGHT_DECAY
+                 base_lr:float=BAGTRICKS['solver']['base_lr'], weight_decay:float=BAGTRICKS['solver']['weight_decay'], # BASE_LR, WEIGHT_DECAY
                  weight_decay_norm:float|None=None, # WEIGHT_DECAY_NORM (None: `weight_decay`)
                  bias_lr_factor:float=1., weight_decay_bias:float|None=None, # BIAS_LR_FACTOR, WEIGHT_DECAY_BIAS
                  heads_lr_factor:float=1., # HEADS_LR_FACTOR
@@ -129,7 +129,7 @@ def param_groups(model:nn.Module, # the model to optimise
     return [{'params': ps, 'lr': lr, 'weight_decay': wd} for (lr, wd), ps in groups.items()]
 
 def loss_param_groups(loss_func, # e.g. `ReIDLoss` with a 'center' term
-                      base_lr:float=3.5e-4, # their learning rate
+                      base_lr:float=BAGTRICKS['solver']['base_lr'], # their learning rate
                       **kwargs, # other solver keys (ignored)
                      )->list:
     "One param group (no weight decay) for the trainable parameters of a loss, if it has any."
@@ -208,7 +208,7 @@ class ReIDLearner(Learner):
         load_weights(self.model, st['model'], source=str(path))  # a last.pth of another model: one line naming the misfit
         print(f"resuming from {path}: {done} of {n_epoch} epochs done, continuing at epoch {done}", flush=True)
         self.first_epoch = done
-        try: self.fit(n_epoch, cbs=L(cbs) + [_Resume(st)], **kwargs)
+        try: self.fit(n_epoch, cbs=L(cbs) + [RestoreTrainingState(st)], **kwargs)
         finally: self.first_epoch = 0
         return True
 
@@ -309,8 +309,8 @@ def recipe_dataloaders(df, # a re-id frame (path, pid, camid, split)
                       ):
     "`reid_dataloaders` with a recipe's input sizes, P×K batch and augmentations; the loaders keep the recipe (`dls.recipe`)."
     base = get_recipe(recipe)
-    loader_only = set(inspect.signature(reid_dataloaders).parameters) - set(_tfm_defaults()) - set(base['data'])  # seed, device, rank, ...
-    data = {k: v for k, v in overrides.items() if k in _tfm_defaults()}        # transform options are data, recipe or not
+    loader_only = set(inspect.signature(reid_dataloaders).parameters) - set(transform_defaults()) - set(base['data'])  # seed, device, rank, ...
+    data = {k: v for k, v in overrides.items() if k in transform_defaults()}        # transform options are data, recipe or not
     r = get_recipe(base, data={**base['data'], **data}, **{k: v for k, v in overrides.items() if k not in loader_only and k not in data})
     dls = reid_dataloaders(df, **r['data'], **{k: v for k, v in overrides.items() if k in loader_only})
     dls.recipe = r

@@ -89,3 +89,18 @@ def test_no_private_names_across_modules():
             if isinstance(n, ast.ImportFrom) and n.module and (ROOT/'bench'/f'{n.module}.py').exists():
                 private += [f"{p.relative_to(ROOT)} <- bench.{n.module}.{a.name}" for a in n.names if a.name.startswith('_') and n.module != '_common']
     assert not private, f"private names imported across modules: {private}"
+
+def test_cli_defaults_are_the_functions():
+    "Every `reid-nb` option is a parameter of its command's function, with that parameter's default (a default is written once)."
+    import argparse, inspect
+    from reid_nb.cli import COMMANDS, build_parser
+    subs = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(subs) == set(COMMANDS), (sorted(subs), sorted(COMMANDS))
+    for cmd, (fn, *_) in COMMANDS.items():
+        params = {k: p for k, p in inspect.signature(fn).parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        opts = {a.dest: a for a in subs[cmd]._actions if a.dest != 'help'}
+        assert set(opts) == set(params), (cmd, sorted(set(opts) ^ set(params)))   # every parameter is an option, and only those
+        for k, p in params.items():
+            a = opts[k]
+            if p.default is p.empty: assert a.required or not a.option_strings, (cmd, k)   # no default: the user must give it
+            else: assert a.default == p.default and type(a.default) is type(p.default), (cmd, k, a.default, p.default)

@@ -56,3 +56,12 @@ class _StopAfter(Callback):
     def __init__(self, n): self.n = n
     def after_epoch(self):
         if self.epoch + 1 >= self.n: raise CancelFitException()
+
+@pytest.mark.parametrize('module', ['reid_nb.data.loaders', 'reid_nb.distributed', 'reid_nb.callbacks', 'reid_nb.learner', 'reid_nb.distill', 'reid_nb.cli'])
+def test_import_is_quiet(module):
+    "Importing the training modules (fastai's first import among them) warns about nothing: no FutureWarning from torch.jit.script."
+    import subprocess, sys
+    from pathlib import Path
+    env = {**__import__('os').environ, 'PYTHONPATH': str(Path(__file__).resolve().parents[1])}
+    p = subprocess.run([sys.executable, '-W', 'error::FutureWarning', '-c', f'import {module}'], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]

@@ -6,23 +6,27 @@ Docs: https://reid-nb.github.io/reid_nb/data.loaders.html.md"""
 
 # %% ../../nbs/04_data.loaders.ipynb #33a9b74f
 from __future__ import annotations
-import inspect, warnings
+import warnings
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset, DataLoader, RandomSampler, Sampler
 from PIL import Image
-from fastai.data.core import DataLoaders
+# fastai.layers applies torch.jit.script to two activations when it is imported, which recent torch answers with a
+# FutureWarning on every run: reid_nb's first fastai import (this one; later chapters import fastai after it) silences that message only
+with warnings.catch_warnings():
+    warnings.filterwarnings('ignore', r'`torch.jit\.script` is deprecated', FutureWarning)
+    from fastai.data.core import DataLoaders
 from fastai.torch_core import to_device
 from fastcore.meta import delegates
-from ..core import InputKeyError, InputValueError, InputFileError
+from ..core import InputKeyError, InputValueError, InputFileError, DEFAULT_SIZE
 from .samplers import IdentitySampler, BalancedIdentitySampler, DomainBalancedSampler
-from .transforms import build_transforms, ToFloatTensor
+from .transforms import build_transforms, transform_defaults, ToFloatTensor
 from .datasets import validate_frame, DatasetWarning
 
 # %% auto #0
-__all__ = ['load_image', 'ReIDDataset', 'ReIDLoader', 'QueryGalleryLoader', 'ReIDDataLoaders', 'check_reid_frame',
-           'reid_dataloaders']
+__all__ = ['DATA_DEFAULTS', 'load_image', 'ReIDDataset', 'ReIDLoader', 'QueryGalleryLoader', 'ReIDDataLoaders',
+           'check_reid_frame', 'reid_dataloaders']
 
 # %% ../../nbs/04_data.loaders.ipynb #f52c7d1b
 def load_image(path)->Image.Image:
@@ -210,20 +214,21 @@ def _relabel(train:pd.DataFrame)->dict:
 
 _TEST_KEYS = ('crop_size', 'normalize', 'mean', 'std')
 
-def _tfm_defaults()->dict:
-    "`build_transforms`' own defaults for every option but the size."
-    return {k: p.default for k, p in inspect.signature(build_transforms).parameters.items() if k not in ('size', 'is_train')}
+DATA_DEFAULTS = dict(size=DEFAULT_SIZE, size_test=DEFAULT_SIZE, # (H, W) of training and of query/gallery images
+                     bs=64, num_instances=4, # P×K: 16 identities × 4 images
+                     sampler='identity', test_bs=128, num_workers=0,
+                     **{k: transform_defaults()[k] for k in ('flip_prob', 'padding', 'rea_prob')})  # BoT's augmentations
 
 @delegates(build_transforms, but=['size', 'is_train'])
 def reid_dataloaders(df:pd.DataFrame, # a re-id frame: path, pid, camid, split (train/query/gallery), dataset
-                     size=(256, 128), # (H, W) training images are resized to
+                     size=DATA_DEFAULTS['size'], # (H, W) training images are resized to
                      size_test=None, # (H, W) of query/gallery images; None: `size`
-                     bs:int=64, # training batch size P×K
-                     num_instances:int=4, # K instances per identity
-                     num_workers:int=0, # worker processes per loader
+                     bs:int=DATA_DEFAULTS['bs'], # training batch size P×K
+                     num_instances:int=DATA_DEFAULTS['num_instances'], # K instances per identity
+                     num_workers:int=DATA_DEFAULTS['num_workers'], # worker processes per loader
                      seed:int=0, # sampler order and worker seeds
-                     test_bs:int=128, # query/gallery batch size
-                     sampler='identity', # 'identity', 'balanced', 'domain', 'random' or a `Sampler`
+                     test_bs:int=DATA_DEFAULTS['test_bs'], # query/gallery batch size
+                     sampler=DATA_DEFAULTS['sampler'], # 'identity', 'balanced', 'domain', 'random' or a `Sampler`
                      device=None, # move batches there when iterating the loaders directly
                      rank:int|None=None, world_size:int|None=None, # DDP sharding of the training sampler
                      pin_memory:bool|None=None, # default: when CUDA is available
@@ -231,8 +236,8 @@ def reid_dataloaders(df:pd.DataFrame, # a re-id frame: path, pid, camid, split (
                      **tfm_opts, # `build_transforms` options, e.g. flip_prob=0.5, padding=10, rea_prob=0.5
                     )->ReIDDataLoaders:
     "fastai `DataLoaders` for re-id: P×K training batches `(img, label)`, query/gallery `(img, pid, camid, path)`."
-    unknown = sorted(set(tfm_opts) - set(_tfm_defaults()))
-    if unknown: raise InputKeyError(f"reid_dataloaders got unknown option(s) {unknown}; transform options are {sorted(_tfm_defaults())}")
+    unknown = sorted(set(tfm_opts) - set(transform_defaults()))
+    if unknown: raise InputKeyError(f"reid_dataloaders got unknown option(s) {unknown}; transform options are {sorted(transform_defaults())}")
     has_train = bool((df['split'] == 'train').any()) if 'split' in df else True
     check_reid_frame(df, train=has_train)
     size = tuple(size) if isinstance(size, (list, tuple)) else size
@@ -262,5 +267,5 @@ def reid_dataloaders(df:pd.DataFrame, # a re-id frame: path, pid, camid, split (
     query, gallery = (ReIDLoader(ReIDDataset(d, test_tfms), batch_size=test_bs, shuffle=False, **common)
                       for d in (query_df, gallery_df))
     settings = dict(size=size, size_test=size_test, bs=bs, num_instances=num_instances, test_bs=test_bs,
-                    sampler=sampler if isinstance(sampler, str) else None, **{**_tfm_defaults(), **tfm_opts})  # a Sampler object: not a setting
+                    sampler=sampler if isinstance(sampler, str) else None, **{**transform_defaults(), **tfm_opts})  # a Sampler object: not a setting
     return ReIDDataLoaders(train, query, gallery, pid2label, device=device, fastai_valid=fastai_valid, settings=settings)

@@ -59,8 +59,8 @@ class IdentitySampler(Sampler):
     _domains = None  # domain of each item (set by `DomainBalancedSampler`); None: one domain
     def __init__(self,
                  pids, # identity of each dataset item (any hashable, e.g. int)
-                 batch_size:int=64, # P×K
-                 num_instances:int=4, # K, instances per identity in a batch
+                 batch_size:int, # P×K (the loaders' default: `reid_nb.data.loaders.DATA_DEFAULTS`)
+                 num_instances:int, # K, instances per identity in a batch
                  seed:int=0, # base seed; epoch e uses rng([seed, e])
                  rank:int|None=None, # this process's rank (default: torch.distributed's, else torchrun's RANK, else 0)
                  world_size:int|None=None, # number of processes (default: torch.distributed's, else torchrun's WORLD_SIZE, else 1)
@@ -144,8 +144,8 @@ class BalancedIdentitySampler(IdentitySampler):
     def __init__(self,
                  pids, # identity of each dataset item
                  camids, # camera of each dataset item
-                 batch_size:int=64, # P×K
-                 num_instances:int=4, # K
+                 batch_size:int, # P×K
+                 num_instances:int, # K
                  seed:int=0, # base seed
                  rank:int|None=None, # DDP rank (default from torch.distributed, else 0)
                  world_size:int|None=None, # DDP world size (default from torch.distributed, else 1)
@@ -184,8 +184,8 @@ class DomainBalancedSampler(IdentitySampler):
     def __init__(self,
                  pids, # identity of each dataset item
                  domains, # domain (e.g. the `dataset` column) of each item
-                 batch_size:int=64, # P×K; P must be divisible by the number of domains
-                 num_instances:int=4, # K
+                 batch_size:int, # P×K; P must be divisible by the number of domains
+                 num_instances:int, # K
                  seed:int=0, # base seed
                  rank:int|None=None, # DDP rank (default from torch.distributed, else 0)
                  world_size:int|None=None, # DDP world size (default from torch.distributed, else 1)

@@ -6,16 +6,16 @@ Docs: https://reid-nb.github.io/reid_nb/data.transforms.html.md"""
 
 # %% ../../nbs/03_data.transforms.ipynb #05e3d91c
 from __future__ import annotations
-import math
+import inspect, math
 from collections import deque
 import numpy as np
 import torch
 from PIL import Image
 import torchvision.transforms as T
-from ..core import InputValueError, IMAGENET_MEAN, IMAGENET_STD
+from ..core import InputValueError, IMAGENET_MEAN, IMAGENET_STD, DEFAULT_SIZE
 
 # %% auto #0
-__all__ = ['ToFloatTensor', 'Cutout', 'RandomPatch', 'build_transforms', 'resize_batch']
+__all__ = ['ToFloatTensor', 'Cutout', 'RandomPatch', 'build_transforms', 'transform_defaults', 'resize_batch']
 
 # %% ../../nbs/03_data.transforms.ipynb #7d0ab986
 class ToFloatTensor:
@@ -81,7 +81,7 @@ class RandomPatch:
     def __repr__(self): return f"{type(self).__name__}(prob={self.prob}, pool={len(self.pool)}/{self.pool.maxlen})"
 
 # %% ../../nbs/03_data.transforms.ipynb #8e16dbee
-def build_transforms(size=(256, 128), # (H, W) output size; an int resizes the shorter side; None or 0 keeps the size
+def build_transforms(size=DEFAULT_SIZE, # (H, W) output size; an int resizes the shorter side; None or 0 keeps the size
                      is_train:bool=True, # training augmentations or test-time resize only
                      flip_prob:float=0.5, # horizontal flip probability
                      padding:int=10, # zero padding before a random crop back to `size` (0: off)
@@ -128,6 +128,10 @@ def build_transforms(size=(256, 128), # (H, W) output size; an int resizes the s
         if cutout_prob > 0: tfms.append(Cutout(cutout_size, cutout_prob))
     if normalize: tfms.append(T.Normalize(mean, std))
     return T.Compose(tfms)
+
+def transform_defaults()->dict:
+    "`build_transforms`' defaults for every option but `size` and `is_train`: the augmentation settings a recipe or loader starts from."
+    return {k: p.default for k, p in inspect.signature(build_transforms).parameters.items() if k not in ('size', 'is_train')}
 
 # %% ../../nbs/03_data.transforms.ipynb #0c780438
 def resize_batch(x:torch.Tensor, # B×3×H×W images in [0, 1]
