@@ -13,8 +13,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from fastai.callback.core import Callback
-from fastai.learner import Learner
 from fastcore.meta import delegates
 from .core import InputValueError, InputTypeError, seed_everything
 from .data.datasets import skip_unreadable
@@ -27,6 +25,8 @@ from .models import ModelMeta, load_reid_model
 from .evaluate import reid_eval
 from .pseudo_labels import granularity_features, pseudo_labels, cluster_quality
 from .distill import ema_update
+from fastai.callback.core import Callback
+from fastai.learner import Learner
 
 # %% auto #0
 __all__ = ['EMATeacher', 'adapt_domain']

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'DEFAULT_SIZE', 'default_device', 'InputError', 'InputValueError', 'InputKeyError',
-           'InputTypeError', 'InputFileError', 'interactive', 'Registry', 'seed_everything', 'get_rng_states',
-           'set_rng_states', 'save_checkpoint', 'load_checkpoint']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'DEFAULT_SIZE', 'REF_ITERS_PER_EPOCH', 'default_device', 'InputError',
+           'InputValueError', 'InputKeyError', 'InputTypeError', 'InputFileError', 'interactive', 'Registry',
+           'seed_everything', 'get_rng_states', 'set_rng_states', 'save_checkpoint', 'load_checkpoint']
 
 # %% ../nbs/00_core.ipynb #2e45e1da
 def default_device(prefer:str|None=None, # 'cuda', 'mps' or 'cpu'; None picks the best available
@@ -50,6 +50,7 @@ def interactive()->bool:
 IMAGENET_MEAN = (0.485, 0.456, 0.406) # per-channel mean of ImageNet, RGB in [0, 1]
 IMAGENET_STD = (0.229, 0.224, 0.225) # per-channel std of ImageNet, RGB in [0, 1]
 DEFAULT_SIZE = (256, 128) # (H, W): FastReID's person re-id input, training and test
+REF_ITERS_PER_EPOCH = 202 # Market-1501's iterations per epoch at batch 64: what FastReID's iteration counts (warm-up, freeze) assume
 
 # %% ../nbs/00_core.ipynb #4487606d
 class Registry:

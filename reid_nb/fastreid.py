@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from torch import nn
-from .core import InputValueError, InputKeyError, DEFAULT_SIZE
+from .core import InputValueError, InputKeyError, DEFAULT_SIZE, REF_ITERS_PER_EPOCH
 from .config import cfg_get, load_config
 from .backbones import read_state_dict, load_weights
 from .models import build_model, MGN, ModelMeta, CHECKPOINT_FORMATS
@@ -138,7 +138,7 @@ def recipe_from_config(cfg:dict|str|Path, # a config from `load_config`, or a YA
                   freeze_layers=_listify(g('MODEL.FREEZE_LAYERS')), amp=bool(g('SOLVER.AMP.ENABLED')),
                   clip=dict(clip_value=float(clip['CLIP_VALUE']), clip_type=clip['CLIP_TYPE'], norm_type=float(clip['NORM_TYPE']))
                        if clip['ENABLED'] else None,
-                  eval_period=int(g('TEST.EVAL_PERIOD')), checkpoint_period=int(g('SOLVER.CHECKPOINT_PERIOD')), ref_iters_per_epoch=202)
+                  eval_period=int(g('TEST.EVAL_PERIOD')), checkpoint_period=int(g('SOLVER.CHECKPOINT_PERIOD')), ref_iters_per_epoch=REF_ITERS_PER_EPOCH)
     smp = g('DATALOADER.SAMPLER_TRAIN')
     if smp not in _SAMPLERS: raise _unsupported('DATALOADER.SAMPLER_TRAIN', smp, list(_SAMPLERS))
     data = dict(fastreid_data_args(cfg), bs=int(g('SOLVER.IMS_PER_BATCH')), num_instances=int(g('DATALOADER.NUM_INSTANCE')),

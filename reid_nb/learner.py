@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from fastcore.foundation import L
 from fastcore.meta import delegates
-from .core import load_checkpoint, interactive, InputError, InputKeyError, InputValueError
+from .core import load_checkpoint, interactive, InputError, InputKeyError, InputValueError, REF_ITERS_PER_EPOCH
 from .callbacks import (WarmupCallback, CosineAfterDelay, MultiStepLR, FreezeBackbone, ClipGradients, mixed_precision,
                                LossTerms, ReIDEvalCallback, CheckpointCallback, TargetsToModel, PlainLog, RestoreTrainingState, learner_meta)
 from .losses import ReIDLoss
@@ -43,7 +43,7 @@ BAGTRICKS = dict(
                 epochs=120, sched='multistep', steps=[40, 90], gamma=0.1, delay_epochs=0, eta_min=1e-7,
                 warmup_factor=0.1, warmup_iters=2000, warmup_method='linear',
                 freeze_iters=0, freeze_layers=[], amp=True, clip=None,
-                eval_period=30, checkpoint_period=30, ref_iters_per_epoch=202),
+                eval_period=30, checkpoint_period=30, ref_iters_per_epoch=REF_ITERS_PER_EPOCH),
     data=dict(DATA_DEFAULTS),
     test=dict(TEST_DEFAULTS),
 )

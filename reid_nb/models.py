@@ -341,7 +341,7 @@ def load_reid_model(path:str|Path, # a reid_nb checkpoint (best.pth, last.pth, .
 
 # %% ../nbs/14_models.ipynb #c9b5e999
 def model_summary(model:nn.Module, # any reid_nb model
-                  size:tuple=(256, 128), # input height, width
+                  size:tuple=DEFAULT_SIZE, # input height, width
                   batch:int=1, # images per forward (FLOPs are reported per image)
                  ):
     "A small table (DataFrame) of parameters and GFLOPs per top-level module, and the total, for eval mode."

@@ -42,6 +42,7 @@ def tiny_learner(n:int=64, # training items (random 8-d inputs, 4 classes; the s
                  learner=None, # the Learner class (default fastai's `Learner`), e.g. `reid_nb.learner.ReIDLearner`
                 )->Learner:
     "A fastai learner over random tensors with a `TinyNet` and a `TermsLoss`."
+    import reid_nb.data.loaders  # imports fastai first without its torch.jit.script FutureWarning (see 04_data.loaders)
     from fastai.data.core import DataLoaders
     from fastai.data.load import DataLoader
     from fastai.learner import Learner
