@@ -214,29 +214,27 @@ def demo(out:str|Path|None=None, # output folder (default: a new temporary folde
 
 # %% ../nbs/50_cli.ipynb #9c518f4e
 def export_model(weights:str, # a reid_nb checkpoint (or a FastReID one with config.yaml beside it)
-                 fmt:str='onnx', # 'onnx', 'onnx-int8' or 'tensorrt'
-                 out:str|None=None, # output file (default: beside the weights: .onnx, .int8.onnx, .engine)
-                 calib:str|None=None, # folder of real crops for int8 calibration
+                 fmt:str='onnx', # export format, one of `reid_nb.runtime.EXPORTERS`: onnx, onnx-int8, openvino, tensorrt
+                 out:str|None=None, # output file (default: the weights' path with the format's ending: .onnx, .int8.onnx, .xml, .engine)
+                 calib:str|None=None, # onnx-int8, tensorrt int8: folder of real crops to calibrate on
                  size=None, # (H, W) when the checkpoint does not record its test size
-                 precision:str='fp16', # TensorRT: fp32, fp16, bf16 or int8
-                 float_convs:int=0, # int8 ONNX: the first n convolutions stay float (2 for a MobileNetV2)
+                 precision:str|None=None, # tensorrt: fp32, fp16 (the default), bf16 or int8
+                 float_convs:int|None=None, # onnx-int8: the first n convolutions stay float (2 for a MobileNetV2)
                 )->Path:
-    "Export a checkpoint for deployment; returns the file written."
-    from reid_nb.export import export_onnx, quantize_onnx, export_tensorrt
+    "Export a checkpoint with the format's exporter (checked against PyTorch as it is written); returns the file written."
+    from reid_nb.runtime import EXPORTERS, check_options
+    if fmt not in EXPORTERS: raise CLIError(f"--format must be one of {', '.join(EXPORTERS.names())}; got {fmt!r}")
     weights = Path(weights)
     if not weights.is_file(): raise CLIError(f"weights file {weights} does not exist")
-    if fmt == 'onnx-int8' or (fmt == 'tensorrt' and precision == 'int8'):
-        if not calib: raise CLIError("int8 needs --calib DIR: a folder of real crops (e.g. training images) to calibrate on")
-        if not Path(calib).is_dir(): raise CLIError(f"--calib {calib} is not a folder")
+    export = EXPORTERS[fmt]
+    options = {k: v for k, v in dict(calib=calib, precision=precision, float_convs=float_convs).items() if v is not None}
+    check_options(export, options, f"--format {fmt}")
+    out = Path(out) if out else weights.with_name(weights.stem + export.suffix)
+    if out.resolve() == weights.resolve(): raise CLIError(f"the output {out} is the weights file itself: pass another -o")
     t0 = time.time()
-    if fmt == 'onnx': out = export_onnx(weights, out or weights.with_suffix('.onnx'), size=size)
-    elif fmt == 'onnx-int8':
-        out = Path(out or weights.with_suffix('.int8.onnx'))
-        with tempfile.TemporaryDirectory() as td: quantize_onnx(export_onnx(weights, Path(td)/'fp32.onnx', size=size), out, calib, float_convs=float_convs)
-    elif fmt == 'tensorrt': out = export_tensorrt(weights, out or weights.with_suffix('.engine'), precision=precision, calib=calib, size=size)
-    else: raise CLIError(f"--format must be onnx, onnx-int8 or tensorrt; got {fmt!r}")
-    print(f"wrote {out} ({Path(out).stat().st_size / 2**20:.1f} MB, {time.time() - t0:.0f} s)", flush=True)
-    return Path(out)
+    out = Path(export(weights, out, size=size, **options))
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB, {time.time() - t0:.0f} s)", flush=True)
+    return out
 
 def _image_frame(src:str):
     "A frame (path, pid, camid) of the images of a folder (recursively) or of a CSV's `path` column."
@@ -256,32 +254,29 @@ def _image_frame(src:str):
     raise CLIError(f"{src} is neither a folder of images nor a .csv file")
 
 def embed_images(src:str, # a folder of images or a CSV with a `path` column
-                 weights:str, # checkpoint, .onnx or TensorRT engine
+                 weights:str, # the model: a checkpoint or an exported file (.onnx, .xml, .engine, ...)
                  out:str, # the .npz to write
                  flip:bool=False, # flip TTA
-                 batch_size:int=64,
+                 batch_size:int=64, # crops per forward pass
                  size=None, # (H, W) when the weights do not record it
                 )->Path:
-    "Embed the images of `src` into `out` (.npz: feats, paths, pids, camids, meta); returns `out`."
+    "Embed the images of `src` into `out` (.npz: feats, paths, pids, camids, and meta: the model's description); returns `out`."
+    import dataclasses
     import numpy as np
-    from reid_nb.data.datasets import verify_images
+    from reid_nb.data.datasets import skip_unreadable
     from reid_nb.embed import Embedder
-    df = _image_frame(src)
-    bad = verify_images(df, cache=cache_dir()/'verified_images.json')
-    if bad:
-        warnings.warn(f"{len(bad)} of {len(df)} images cannot be read and are skipped: " + '; '.join(f"{p} ({r})" for p, r in bad[:5]))
-        df = df[~df.path.map(lambda p: str(Path(p).absolute())).isin({p for p, _ in bad})].reset_index(drop=True)
-        if not len(df): raise CLIError(f"no readable image in {src}")
     if not Path(weights).is_file(): raise CLIError(f"weights file {weights} does not exist")
+    df = skip_unreadable(_image_frame(src), source=src, cache=cache_dir()/'verified_images.json')
     emb = Embedder(weights, size=size, flip=flip, batch_size=batch_size)
     t0 = time.time()
     f = emb(df.path.tolist())
-    meta = dict(weights=str(Path(weights).resolve()), size=list(emb.size), flip=flip, dim=int(f.shape[1]), source=str(src))
+    meta = dataclasses.replace(emb.backend.meta, size_test=emb.size,   # the size the features were made at
+                               extra=dict(weights=str(Path(weights).resolve()), flip=flip, dim=int(f.shape[1]), source=str(src)))
     out = Path(out if str(out).endswith('.npz') else f"{out}.npz")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name[:-4] + '.tmp.npz')
     np.savez(tmp, feats=f, paths=np.array(df.path.tolist(), dtype=str), pids=df.pid.to_numpy(np.int64), camids=df.camid.to_numpy(np.int64),
-             meta=json.dumps(meta))
+             meta=json.dumps(meta.to_dict()))
     os.replace(tmp, out)
     print(f"embedded {len(f)} images -> {out} ({f.shape[1]}-d, {time.time() - t0:.0f} s)", flush=True)
     return out
@@ -293,7 +288,8 @@ def _read_feats(path:str)->dict:
     try: d = dict(np.load(path, allow_pickle=False))
     except Exception as e: raise CLIError(f"{path} is not a features file written by reid-nb embed ({type(e).__name__})") from None
     if 'feats' not in d: raise CLIError(f"{path} has no 'feats' array: it was not written by reid-nb embed")
-    d['meta'] = json.loads(str(d['meta'])) if 'meta' in d else {}
+    from reid_nb.models import ModelMeta
+    d['meta'] = ModelMeta.from_dict(json.loads(str(d['meta'])) if 'meta' in d else {}, legacy_size='size_test')  # before ModelMeta, `size` was the test size
     return d
 
 def build_gallery(feats:str, # a .npz written by `reid-nb embed`
@@ -304,7 +300,7 @@ def build_gallery(feats:str, # a .npz written by `reid-nb embed`
     from reid_nb.gallery import Gallery
     d = _read_feats(feats)
     t0 = time.time()
-    g = Gallery(d['feats'].shape[1], index=index, meta=d['meta'])
+    g = Gallery(d['feats'].shape[1], index=index, meta=d['meta'].to_dict())
     g.add(d['feats'], d.get('pids'), d.get('camids'), d['paths'].tolist() if 'paths' in d else None)
     g.save(out)
     print(f"indexed {len(g)} vectors ({g.index_kind}) -> {out} ({time.time() - t0:.0f} s)", flush=True)
@@ -321,12 +317,13 @@ def search_gallery(images:list, # query image files
     from reid_nb.gallery import Gallery
     from reid_nb.embed import Embedder
     g = Gallery.load(gallery)
-    weights = weights or g.meta.get('weights')
+    meta = g.model_meta
+    weights = weights or meta.extra.get('weights')
     if not weights: raise CLIError(f"{gallery} does not record its embedding model: pass --weights")
     if not Path(weights).is_file(): raise CLIError(f"weights file {weights} does not exist")
     for im in images:
         if not Path(im).is_file(): raise CLIError(f"query image {im} does not exist")
-    emb = Embedder(weights, size=g.meta.get('size'), flip=g.meta.get('flip', False))
+    emb = Embedder(weights, size=meta.size_test, flip=meta.extra.get('flip', False))   # the queries as the gallery was embedded
     r = g.search(emb([str(i) for i in images]), k)
     for qi, im in enumerate(images):
         print(f"query {im}")
@@ -349,17 +346,18 @@ def search_gallery(images:list, # query image files
 
 def _deploy_parsers(sub):
     "The export / embed / index / search sub-commands."
-    x = sub.add_parser('export', help='export a checkpoint to ONNX, int8 ONNX or a TensorRT engine')
+    from reid_nb.runtime import EXPORTERS
+    x = sub.add_parser('export', help=f"export a checkpoint ({', '.join(EXPORTERS.names())})")
     x.add_argument('--weights', required=True)
-    x.add_argument('--format', default='onnx', choices=['onnx', 'onnx-int8', 'tensorrt'])
+    x.add_argument('--format', default='onnx', choices=EXPORTERS.names())
     x.add_argument('--calib', help='folder of real crops for int8 calibration')
-    x.add_argument('--precision', default='fp16', choices=['fp32', 'fp16', 'bf16', 'int8'], help='TensorRT precision')
+    x.add_argument('--precision', choices=['fp32', 'fp16', 'bf16', 'int8'], help='tensorrt precision (default fp16)')
     x.add_argument('--size', type=int, nargs=2, help='H W, when the checkpoint does not record its test size')
-    x.add_argument('--float-convs', type=int, default=0, help='onnx-int8: keep the first N convolutions float (2 for a MobileNetV2)')
+    x.add_argument('--float-convs', type=int, help='onnx-int8: keep the first N convolutions float (2 for a MobileNetV2)')
     x.add_argument('-o', '--out')
     m = sub.add_parser('embed', help='embed a folder of images (or a CSV with a path column) into a .npz')
     m.add_argument('src')
-    m.add_argument('--weights', required=True, help='checkpoint, .onnx file or TensorRT engine')
+    m.add_argument('--weights', required=True, help='checkpoint or exported file (.onnx, .xml, .engine)')
     m.add_argument('-o', '--out', required=True)
     m.add_argument('--flip', action='store_true', help='flip TTA')
     m.add_argument('--batch-size', type=int, default=64)

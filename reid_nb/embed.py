@@ -1,4 +1,4 @@
-"""`Embedder`: image paths, PIL images, arrays or tensors in, L2-normalised embeddings out, from a model, a checkpoint, an ONNX file or a TensorRT engine; `compare` for "is this the same person?".
+"""`Embedder`: image paths, PIL images, arrays or tensors in, L2-normalised embeddings out, from a model, a checkpoint or an exported file (any runtime of `reid_nb.runtime`); `compare` for "is this the same person?".
 
 Docs: https://reid-nb.github.io/reid_nb/embed.html.md"""
 
@@ -7,47 +7,20 @@ Docs: https://reid-nb.github.io/reid_nb/embed.html.md"""
 # %% ../nbs/41_embed.ipynb #0834c0ed
 from __future__ import annotations
 import os
-from pathlib import Path
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 from PIL import Image
 from fastprogress.fastprogress import progress_bar
-from .core import InputValueError, InputTypeError, InputFileError, interactive
+from .core import InputValueError, InputTypeError, interactive
 from .data.loaders import load_image
 from .data.transforms import build_transforms, resize_batch
-from .heads import embedding_of
 from .evaluate import TEST_DEFAULTS
+from .runtime import load_backend
 
 # %% auto #0
-__all__ = ['TorchBackend', 'Embedder', 'compare']
-
-# %% ../nbs/41_embed.ipynb #98251168
-class TorchBackend:
-    "Run an `nn.Module` on batches of [0, 1] RGB images: B×3×H×W float -> B×D float32 (not normalised)."
-    def __init__(self, model:nn.Module, # eval-mode output B×D, or an output `extract_features` understands
-                 device=None, # default: the model's device
-                 amp:bool|None=None, # autocast (bf16, else fp16) on CUDA; None: on for CUDA
-                 channels_last:bool|None=None, # channels-last memory format; None: on for CUDA
-                ):
-        self.model = model.eval()
-        p = next(iter(model.parameters()), None)
-        self.device = torch.device(device) if device is not None else (p.device if p is not None else torch.device('cpu'))
-        self.model.to(self.device)
-        cuda = self.device.type == 'cuda'
-        self.amp = cuda if amp is None else amp and cuda
-        self.dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if self.amp else None
-        self.channels_last = cuda if channels_last is None else channels_last
-        if self.channels_last: self.model.to(memory_format=torch.channels_last)
-
-    def __call__(self, x:Tensor)->Tensor:
-        x = x.to(self.device, non_blocking=True)
-        if self.channels_last: x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.amp):
-            return embedding_of(self.model(x)).float()
-    def __repr__(self): return f"TorchBackend({type(self.model).__name__} on {self.device}{', autocast ' + str(self.dtype).split('.')[-1] if self.amp else ''})"
+__all__ = ['CropDataset', 'Embedder', 'compare']
 
 # %% ../nbs/41_embed.ipynb #f141d72f
 def _float01(x:Tensor)->Tensor:
@@ -75,9 +48,11 @@ def _to_tensor(item, tfm, size)->Tensor:
         return resize_batch(x, size)
     raise InputTypeError(f"cannot embed a {type(item).__name__}: pass image paths, PIL images, numpy arrays or tensors")
 
-class _ItemDataset(torch.utils.data.Dataset):
-    "Items of one kind (paths, PIL images, ...) -> 3×H×W float tensors."
-    def __init__(self, items, size):
+class CropDataset(torch.utils.data.Dataset):
+    "Crops (paths, PIL images, arrays, tensors; one crop per item) as 3×H×W float tensors in [0, 1], prepared as `Embedder` prepares them."
+    def __init__(self, items:list, # the crops
+                 size, # (H, W) to resize to
+                ):
         self.items, self.size, self.tfm = items, tuple(size), build_transforms(tuple(size), is_train=False)
     def __len__(self): return len(self.items)
     def __getitem__(self, i): return _to_tensor(self.items[i], self.tfm, self.size)[0]
@@ -88,44 +63,22 @@ def _as_items(x)->list:
     return [x]
 
 # %% ../nbs/41_embed.ipynb #7dfc5f4e
-def _backend(model, device, amp, channels_last):
-    "The backend for a module, a checkpoint, an ONNX file or a TensorRT engine."
-    if isinstance(model, nn.Module): return TorchBackend(model, device, amp, channels_last)
-    if isinstance(model, TorchBackend) or (callable(model) and hasattr(model, 'meta') and not isinstance(model, (str, os.PathLike))):
-        return model  # a backend already (TorchBackend, OrtBackend, TrtBackend)
-    if not isinstance(model, (str, os.PathLike)):
-        raise InputTypeError(f"Embedder takes a model, a checkpoint path, an .onnx file or a TensorRT engine; got {type(model).__name__}")
-    path = Path(model)
-    if not path.is_file(): raise InputFileError(f"model file {path} does not exist")
-    suffix = path.suffix.lower()
-    if suffix == '.onnx':
-        from reid_nb.export import OrtBackend
-        return OrtBackend(path)
-    if suffix in ('.engine', '.plan', '.trt'):
-        from reid_nb.export import TrtBackend
-        return TrtBackend(path, device=device)
-    from reid_nb.models import load_reid_model
-    return TorchBackend(load_reid_model(path), device, amp, channels_last)
-
 class Embedder:
-    "Embed crops with a re-id model (PyTorch, ONNX Runtime or TensorRT): L2-normalised float32 features."
+    "Embed crops with a re-id model (any runtime of `reid_nb.runtime`): L2-normalised float32 features."
     def __init__(self,
-                 model, # an nn.Module, a checkpoint path, an .onnx file or a TensorRT engine (.engine/.plan)
-                 size=None, # test input (H, W); default: the checkpoint's / file's `size_test`
+                 model, # an nn.Module, a model file (.pth, .onnx, .xml, .engine, ...: `RUNTIMES`) or a backend
+                 size=None, # test input (H, W); default: the model's `meta.input_size()` (its test size)
                  flip:bool=TEST_DEFAULTS['flip'], # average with the mirrored crop (flip TTA)
                  batch_size:int=64, # crops per forward pass
-                 device=None, # PyTorch backends: where the model runs (default: where it is)
+                 device=None, # PyTorch, TensorRT: where the model runs (default: where it is / the current GPU)
                  num_workers:int|None=None, # decoding processes for path lists; None: up to 4, by CPU count
                  amp:bool|None=None, # PyTorch on CUDA: bf16/fp16 autocast (None: on)
                  channels_last:bool|None=None, # PyTorch: channels-last memory (None: on CUDA)
+                 threads:int|None=None, # ONNX Runtime, OpenVINO: inference threads (None: the runtime's default)
                  progress:bool|None=None, # progress bar; None: for more than 1000 inputs when a person watches
                 ):
-        self.backend = _backend(model, device, amp, channels_last)
-        meta = getattr(self.backend, 'meta', None) or getattr(getattr(self.backend, 'model', None), 'reid_meta', None) or {}
-        size = size if size is not None else getattr(self.backend, 'size', None) or meta.get('size_test') or meta.get('size')
-        if size is None: raise InputValueError("the model does not record its test size (size_test): pass size=(H, W)")
-        self.size = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
-        if len(self.size) != 2 or min(self.size) <= 0: raise InputValueError(f"size must be (H, W) with positive values; got {size}")
+        self.backend = load_backend(model, device=device, amp=amp, channels_last=channels_last, threads=threads)
+        self.size = self.backend.meta.input_size(size)
         self.flip, self.batch_size, self.progress = flip, int(batch_size), progress
         cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
         self.num_workers = min(4, cores) if num_workers is None else num_workers
@@ -141,7 +94,7 @@ class Embedder:
         tfm = build_transforms(self.size, is_train=False)
         paths = all(isinstance(i, (str, os.PathLike)) for i in items)
         if paths and len(items) > self.batch_size and self.num_workers > 0:
-            yield from torch.utils.data.DataLoader(_ItemDataset(items, self.size), batch_size=self.batch_size,
+            yield from torch.utils.data.DataLoader(CropDataset(items, self.size), batch_size=self.batch_size,
                                                    num_workers=self.num_workers, pin_memory=torch.cuda.is_available())
             return
         buf, n = [], 0

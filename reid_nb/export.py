@@ -1,4 +1,4 @@
-"""Ship a re-id model: ONNX export with a dynamic batch and built-in parity check, ONNX Runtime sessions, static int8 (QDQ, per-channel) calibrated on real crops, and TensorRT engines.
+"""Ship a re-id model: exporters registered by format (`reid_nb.runtime.EXPORTERS`) — ONNX with a dynamic batch and a built-in parity check, static int8 ONNX (QDQ, per-channel) calibrated on real crops, OpenVINO IR, TensorRT engines — each file carrying the model's description.
 
 Docs: https://reid-nb.github.io/reid_nb/export.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://reid-nb.github.io/reid_nb/export.html.md"""
 
 # %% ../nbs/42_export.ipynb #b2b42123
 from __future__ import annotations
-import contextlib, io, json, logging, os, tempfile, warnings
+import contextlib, importlib.util, io, json, logging, os, signal, tempfile, threading, warnings
 from pathlib import Path
 import numpy as np
 import onnx
@@ -16,15 +16,15 @@ import torch.nn.functional as F
 from torch import Tensor
 from .core import InputError, InputValueError, InputFileError, InputTypeError
 from .heads import embedding_of
-from .embed import _ItemDataset
+from .models import ModelMeta, load_reid_model
+from .embed import CropDataset
 from .data.datasets import IMG_EXTS
-
-try: import tensorrt as trt
-except ImportError: trt = None
+from .runtime import (register_exporter, load_backend, ort_session, onnx_meta, OrtBackend, OpenVINOBackend,
+                             import_openvino, import_tensorrt)
 
 # %% auto #0
-__all__ = ['HAS_TENSORRT', 'ExportParityError', 'check_parity', 'export_onnx', 'onnx_meta', 'ort_session', 'OrtBackend',
-           'quantize_onnx', 'trt_profile', 'build_engine', 'export_tensorrt', 'TrtBackend']
+__all__ = ['HAS_TENSORRT', 'ExportParityError', 'check_parity', 'export_onnx', 'quantize_onnx', 'export_onnx_int8', 'trt_profile',
+           'build_engine', 'export_tensorrt', 'export_openvino']
 
 # %% ../nbs/42_export.ipynb #224e68c3
 class ExportParityError(InputError, RuntimeError):
@@ -33,16 +33,8 @@ class ExportParityError(InputError, RuntimeError):
 def _as_model(model)->nn.Module:
     "A module, or a checkpoint path loaded with `load_reid_model`; in eval mode."
     if isinstance(model, nn.Module): return model.eval()
-    if isinstance(model, (str, os.PathLike)):
-        from reid_nb.models import load_reid_model
-        return load_reid_model(model)
+    if isinstance(model, (str, os.PathLike)): return load_reid_model(model)
     raise InputTypeError(f"expected a model or a checkpoint path; got {type(model).__name__}")
-
-def _model_size(model:nn.Module, size)->tuple:
-    meta = getattr(model, 'reid_meta', {}) or {}
-    size = size if size is not None else meta.get('size_test') or meta.get('size')
-    if size is None: raise InputValueError("the model does not record its test size (size_test): pass size=(H, W)")
-    return (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
 
 _DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
 
@@ -58,34 +50,35 @@ def _cosines(a:np.ndarray, b:np.ndarray)->np.ndarray:
     a, b = a.astype(np.float64), b.astype(np.float64)
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)).clip(1e-12)
 
-def check_parity(onnx_path, # an exported file
+def check_parity(exported, # an exported file (its runtime picked by suffix, `load_backend`) or a backend
                  model:nn.Module, # the PyTorch model it came from (eval mode)
                  size, # (H, W)
                  batches=(1, 3, 8), # batch sizes to try
                  min_cos:float=0.9999, # lowest accepted cosine similarity per row
-                 session=None, # an ONNX Runtime session of the file (default: `ort_session(onnx_path)`)
                  seed:int=0,
+                 name:str|None=None, # the file's name in messages (default: `exported`)
                 )->float:
-    "Run the file with ONNX Runtime and the model with PyTorch on random crops; the lowest cosine, or `ExportParityError`."
-    sess = session or ort_session(onnx_path)
+    "Run the exported model and the PyTorch one on random crops; the lowest cosine, or `ExportParityError`."
+    backend, name = load_backend(exported), name or str(exported)
     g = torch.Generator().manual_seed(seed)
     worst = (2., None, None)
     for b in batches:
         x = torch.rand(b, 3, *size, generator=g)
         with torch.inference_mode(): ref = embedding_of(model.eval()(x)).float().numpy()
-        got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        got = backend(x).float().cpu().numpy()
         if got.shape != ref.shape:
-            raise ExportParityError(f"{onnx_path}: batch {b} gives features {got.shape} in ONNX Runtime, {ref.shape} in PyTorch")
+            raise ExportParityError(f"{name}: batch {b} gives features {got.shape}, PyTorch {ref.shape}")
         c = _cosines(ref, got)
         c = np.where(np.isfinite(c), c, -1.)
         if c.min() < worst[0]: worst = (float(c.min()), b, int(c.argmin()))
     if worst[0] < min_cos:
-        raise ExportParityError(f"{onnx_path} disagrees with PyTorch: cosine {worst[0]:.6f} < {min_cos} at batch {worst[1]}, row {worst[2]}")
+        raise ExportParityError(f"{name} disagrees with PyTorch: cosine {worst[0]:.6f} < {min_cos} at batch {worst[1]}, row {worst[2]}")
     return worst[0]
 
+@register_exporter('onnx', '.onnx')
 def export_onnx(model, # an nn.Module or a checkpoint path
                 path:str|Path, # the .onnx file to write
-                size=None, # input (H, W); default: the checkpoint's size_test
+                size=None, # input (H, W); default: the model's test size
                 dtype:str='float32', # 'float32', or 'float16' / 'bfloat16' weights and arithmetic (TensorRT)
                 opset:int|None=None, # ONNX opset (default: the exporter's)
                 max_batch:int=4096, # upper bound of the dynamic batch dimension
@@ -94,7 +87,7 @@ def export_onnx(model, # an nn.Module or a checkpoint path
                )->Path:
     "Export the eval-mode embedding to ONNX with a dynamic batch; checked against PyTorch, written atomically."
     model = _as_model(model)
-    size, path = _model_size(model, size), Path(path)
+    size, path = ModelMeta.of(model).input_size(size), Path(path)
     if dtype not in _DTYPES: raise InputValueError(f"dtype must be one of {list(_DTYPES)}; got {dtype!r}")
     net = _Exportable(model if dtype == 'float32' else _half_copy(model, _DTYPES[dtype]), _DTYPES[dtype]).eval()
     x = torch.rand(2, 3, *size)                                     # batch >= 2: a traced batch of 1 can specialise
@@ -109,21 +102,19 @@ def export_onnx(model, # an nn.Module or a checkpoint path
             prog.save(tmp)
         m = onnx.load(str(tmp))
         with torch.inference_mode(): dim = int(net(x).shape[1])
-        _set_meta(m, dict(_meta_of(model), size_test=list(size), dim=dim, dtype=dtype))
+        _set_meta(m, _file_meta(model, size, dim=dim, dtype=dtype))
         onnx.save(m, str(tmp))
-        if check and dtype == 'float32': check_parity(tmp, model, size, min_cos=min_cos)
+        if check and dtype == 'float32': check_parity(OrtBackend(tmp), model, size, min_cos=min_cos, name=str(path))
         os.replace(tmp, path)
     finally:
         if tmp.exists(): tmp.unlink()
     return path
 
 # %% ../nbs/42_export.ipynb #935ccdeb
-def _meta_of(model:nn.Module)->dict:
-    from reid_nb import __version__
-    meta = getattr(model, 'reid_meta', {}) or {}
-    d = {'reid_nb_version': __version__, 'input': 'images: B×3×H×W float32 RGB in [0, 1]', 'output': 'features: B×D float32 (not normalised)'}
-    if 'arch' in meta or getattr(model, 'build_args', None): d['arch'] = meta.get('arch') or model.build_args['arch']
-    return d
+def _file_meta(model:nn.Module, size, **extra)->dict:
+    "What an exported file records: the model's description at test size `size`, its input and output, and `extra`."
+    return ModelMeta.of(model, size_test=size, input='images: B×3×H×W float32 RGB in [0, 1]',
+                        output='features: B×D float32 (not normalised)', **extra).to_dict()
 
 def _set_meta(m, meta:dict):
     "Store `meta` as JSON under the ONNX model's metadata key 'reid_nb'."
@@ -131,55 +122,9 @@ def _set_meta(m, meta:dict):
         if p.key == 'reid_nb': m.metadata_props.remove(p)
     m.metadata_props.add(key='reid_nb', value=json.dumps(meta))
 
-def onnx_meta(path)->dict:
-    "The reid_nb metadata of an ONNX file ({} when it has none)."
-    m = onnx.load(str(path), load_external_data=False)
-    return next((json.loads(p.value) for p in m.metadata_props if p.key == 'reid_nb'), {})
-
 def _half_copy(model:nn.Module, dtype)->nn.Module:
     import copy
     return copy.deepcopy(model).to(dtype).eval()
-
-# %% ../nbs/42_export.ipynb #e4849819
-def ort_session(path:str|Path, # .onnx file
-                threads:int|None=None, # intra-op threads (None: ONNX Runtime's default, the physical cores)
-                providers:list|None=None, # execution providers (default: CUDA when available, then CPU)
-                optimization:str='all', # graph optimisation: 'all', 'extended', 'basic' or 'none'
-               ):
-    "An ONNX Runtime `InferenceSession` with full graph optimisation and explicit thread settings."
-    import onnxruntime as ort
-    path = Path(path)
-    if not path.is_file(): raise InputFileError(f"ONNX file {path} does not exist")
-    levels = dict(all=ort.GraphOptimizationLevel.ORT_ENABLE_ALL, extended=ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                  basic=ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, none=ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    if optimization not in levels: raise InputValueError(f"optimization must be one of {list(levels)}; got {optimization!r}")
-    so = ort.SessionOptions()
-    so.graph_optimization_level = levels[optimization]
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.inter_op_num_threads = 1
-    if threads: so.intra_op_num_threads = int(threads)
-    so.log_severity_level = 3
-    if providers is None:
-        providers = [p for p in ('CUDAExecutionProvider',) if p in ort.get_available_providers()] + ['CPUExecutionProvider']
-    # ONNX Runtime >= 1.20's WeightBiasQuantization re-quantises, per tensor, the float weights of any Conv fed by a
-    # DequantizeLinear: a layer `quantize_onnx` was told to keep float would silently lose it (MobileNetV2: 48 -> 15 mAP)
-    try: return ort.InferenceSession(str(path), so, providers=providers, disabled_optimizers=['WeightBiasQuantization'])
-    except Exception as e:
-        raise InputFileError(f"ONNX Runtime cannot open {path}: {' '.join(str(e).split())[:200]}") from e
-
-class OrtBackend:
-    "An ONNX file as an `Embedder` backend: B×3×H×W float in [0, 1] -> B×D float32 tensor."
-    def __init__(self, path, # .onnx file (with reid_nb metadata, or pass `size` to the Embedder)
-                 threads:int|None=None, providers:list|None=None):
-        self.path, self.session = Path(path), ort_session(path, threads, providers)
-        self.meta = onnx_meta(path)
-        shape = self.session.get_inputs()[0].shape
-        self.size = self.meta.get('size_test') or (shape[2:] if all(isinstance(s, int) for s in shape[2:]) else None)
-        self.input = self.session.get_inputs()[0].name
-    def __call__(self, x:Tensor)->Tensor:
-        x = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(self.session.run(None, {self.input: x})[0])
-    def __repr__(self): return f"OrtBackend({self.path.name}, {self.session.get_providers()[0]})"
 
 # %% ../nbs/42_export.ipynb #73baaf25
 def _conv_weights_dq(q:onnx.ModelProto)->dict:
@@ -238,16 +183,21 @@ def _correct_conv_bias(m:onnx.ModelProto, wq:dict, means:dict):
             else: n.input.append(b.name)
 
 # %% ../nbs/42_export.ipynb #4b31d145
+def _check_int8(calib, float_convs:int=0):
+    "Refuse, before any work, int8 settings that cannot work: no calibration crops, a folder that is not there, float_convs < 0."
+    if calib is None: raise InputValueError("int8 needs real crops to calibrate on: calib= (reid-nb export --calib DIR), e.g. a folder of training crops")
+    if isinstance(calib, (str, os.PathLike)) and not Path(calib).is_dir(): raise InputFileError(f"calibration folder {calib} does not exist")
+    if float_convs < 0: raise InputValueError(f"float_convs must be 0 or more; got {float_convs}")
+
 def _calib_batches(calib, size, batch_size:int, num_workers:int=0):
     "Batches of N×3×H×W float arrays from a loader, an iterable of tensors, or image paths / a folder."
     if isinstance(calib, (str, os.PathLike)):
         root = Path(calib)
-        if not root.is_dir(): raise InputFileError(f"calibration folder {root} does not exist")
         calib = sorted(p for p in root.rglob('*') if p.suffix.lower() in IMG_EXTS)
         if not calib: raise InputFileError(f"calibration folder {root} holds no images ({', '.join(IMG_EXTS)})")
     if isinstance(calib, (list, tuple)) and calib and isinstance(calib[0], (str, os.PathLike)):
         if size is None: raise InputValueError("calibrating from image files needs the test size: the ONNX file has no reid_nb metadata")
-        calib = torch.utils.data.DataLoader(_ItemDataset(list(calib), size), batch_size=batch_size, num_workers=num_workers)
+        calib = torch.utils.data.DataLoader(CropDataset(list(calib), size), batch_size=batch_size, num_workers=num_workers)
     for b in calib:
         x = b[0] if isinstance(b, (tuple, list)) else b
         yield np.ascontiguousarray(torch.as_tensor(x).float().cpu().numpy(), dtype=np.float32)
@@ -272,11 +222,11 @@ def quantize_onnx(src:str|Path, # a float32 .onnx file (from `export_onnx`)
     from onnxruntime.quantization.shape_inference import quant_pre_process
     src, dst = Path(src), Path(dst)
     if not src.is_file(): raise InputFileError(f"ONNX file {src} does not exist")
+    _check_int8(calib, float_convs)
     meta = onnx_meta(src)
     if meta.get('dtype', 'float32') != 'float32': raise InputValueError(f"{src} is a {meta['dtype']} graph; quantise a float32 export")
     methods = dict(minmax=CalibrationMethod.MinMax, percentile=CalibrationMethod.Percentile, entropy=CalibrationMethod.Entropy)
     if method not in methods: raise InputValueError(f"method must be one of {list(methods)}; got {method!r}")
-    if float_convs < 0: raise InputValueError(f"float_convs must be 0 or more; got {float_convs}")
     name = onnx.load(str(src), load_external_data=False).graph.input[0].name
     batches, seen = [], 0
     for x in _calib_batches(calib, meta.get('size_test'), batch_size, num_workers):
@@ -324,8 +274,24 @@ def quantize_onnx(src:str|Path, # a float32 .onnx file (from `export_onnx`)
         os.replace(out, dst)
     return dst
 
+# %% ../nbs/42_export.ipynb #92a34809
+@register_exporter('onnx-int8', '.int8.onnx')
+def export_onnx_int8(model, # an nn.Module or a checkpoint path
+                     path:str|Path, # the int8 .onnx file to write
+                     size=None, # input (H, W); default: the model's test size
+                     calib=None, # real crops to calibrate on (required): a folder, image paths, a DataLoader (see `quantize_onnx`)
+                     float_convs:int=0, # the first n convolutions stay float (2: MobileNetV2's stem and first depthwise conv)
+                     n_images:int=512, # calibration images used (at most)
+                     method:str='minmax', # activation range: 'minmax', 'percentile' or 'entropy'
+                    )->Path:
+    "A float32 ONNX export, checked against PyTorch, quantised to static int8 by `quantize_onnx`; written atomically."
+    _check_int8(calib, float_convs)
+    with tempfile.TemporaryDirectory() as td:
+        fp32 = export_onnx(model, Path(td)/'fp32.onnx', size=size)
+        return quantize_onnx(fp32, path, calib, n_images=n_images, method=method, float_convs=float_convs)
+
 # %% ../nbs/42_export.ipynb #f1d9b739
-HAS_TENSORRT = trt is not None
+HAS_TENSORRT = importlib.util.find_spec('tensorrt') is not None
 
 def trt_profile(size, # input (H, W)
                 min_batch:int=1, opt_batch:int=16, max_batch:int=128, # batch sizes the engine accepts / is tuned for
@@ -336,16 +302,13 @@ def trt_profile(size, # input (H, W)
     H, W = (size, size) if isinstance(size, int) else size
     return {k: (int(b), 3, int(H), int(W)) for k, b in (('min', min_batch), ('opt', opt_batch), ('max', max_batch))}
 
-def _need_trt():
-    if trt is None: raise InputValueError("TensorRT is not installed (pip install tensorrt, on a machine with an NVIDIA GPU)")
-
 def build_engine(onnx_path:str|Path, # a reid_nb ONNX file (its precision is the engine's)
                  engine_path:str|Path, # the engine file to write (and engine_path + '.json' with the metadata)
                  min_batch:int=1, opt_batch:int=16, max_batch:int=128, # the optimisation profile
                  workspace_gb:float=4., # builder workspace limit
                 )->Path:
     "Build a TensorRT engine from an ONNX file with a strongly typed network and one optimisation profile."
-    _need_trt()
+    trt = import_tensorrt()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     meta = onnx_meta(onnx_path)
     size = meta.get('size_test')
@@ -377,19 +340,21 @@ def _write_json(path:Path, d:dict):
 
 _TRT_DTYPE = {'fp32': 'float32', 'fp16': 'float16', 'bf16': 'bfloat16'}
 
+@register_exporter('tensorrt', '.engine')
 def export_tensorrt(model, # an nn.Module or a checkpoint path
-                    engine_path:str|Path, # the engine file to write
+                    path:str|Path, # the engine file to write
+                    size=None, # input (H, W); default: the model's test size
                     precision:str='fp16', # 'fp32', 'fp16', 'bf16' or 'int8'
                     calib=None, # int8: real crops (see `quantize_onnx`)
-                    size=None, # input (H, W); default: the checkpoint's size_test
-                    min_batch:int=1, opt_batch:int=16, max_batch:int=128,
+                    min_batch:int=1, opt_batch:int=16, max_batch:int=128, # the optimisation profile
                     keep_onnx:bool=False, # keep the intermediate ONNX file(s) beside the engine
                    )->Path:
     "Model -> ONNX graph in the engine's precision -> TensorRT engine (+ .json metadata)."
-    _need_trt()
+    import_tensorrt()
     if precision not in (*_TRT_DTYPE, 'int8'): raise InputValueError(f"precision must be fp32, fp16, bf16 or int8; got {precision!r}")
-    if precision == 'int8' and calib is None: raise InputValueError("int8 needs calibration crops (calib=)")
-    engine_path = Path(engine_path)
+    if precision == 'int8': _check_int8(calib)
+    elif calib is not None: raise InputValueError(f"calib= calibrates int8 engines; this one is {precision}")
+    engine_path = Path(path)
     base = engine_path.with_suffix('')
     onnx_path = Path(f"{base}.{precision}.onnx")
     if precision == 'int8':
@@ -401,32 +366,44 @@ def export_tensorrt(model, # an nn.Module or a checkpoint path
     finally:
         if not keep_onnx and onnx_path.exists(): onnx_path.unlink()
 
-class TrtBackend:
-    "A TensorRT engine as an `Embedder` backend: B×3×H×W CUDA (or CPU) tensors in, B×D float32 CUDA tensors out."
-    def __init__(self, path, # engine file (with its .json beside it)
-                 device=None, # CUDA device (default: the current one)
-                ):
-        _need_trt()
-        path = Path(path)
-        if not path.is_file(): raise InputFileError(f"TensorRT engine {path} does not exist")
-        js = Path(str(path) + '.json')
-        self.meta = json.loads(js.read_text()) if js.is_file() else {}
-        self.size = self.meta.get('size_test')
-        self.device = torch.device(device or 'cuda')
-        self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(path.read_bytes())
-        if self.engine is None: raise InputFileError(f"{path} is not an engine this TensorRT ({trt.__version__}) can load")
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.input = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-        self.output = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+# %% ../nbs/42_export.ipynb #4d90a910
+@contextlib.contextmanager
+def _sigint_held():
+    "Hold Ctrl-C back until the block is done (main thread only): for a few renames that must not be split."
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    got = []
+    old = signal.signal(signal.SIGINT, lambda *a: got.append(a))
+    try: yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if got and callable(old): old(*got[0])
 
-    def __call__(self, x:Tensor)->Tensor:
-        x = x.to(self.device, torch.float32).contiguous()
-        self.context.set_input_shape(self.input, tuple(x.shape))
-        out = torch.empty(tuple(self.context.get_tensor_shape(self.output)), dtype=torch.float32, device=self.device)
-        self.context.set_tensor_address(self.input, x.data_ptr())
-        self.context.set_tensor_address(self.output, out.data_ptr())
-        stream = torch.cuda.current_stream(self.device)
-        if not self.context.execute_async_v3(stream.cuda_stream): raise RuntimeError("TensorRT execution failed")
-        return out
-    def __repr__(self): return f"TrtBackend({self.meta.get('dtype', '?')}, profile {self.meta.get('profile', {}).get('max', '?')})"
+def _replace_pair(src:Path, dst:Path):
+    "Move the IR `src` (.xml + .bin) to `dst`: the old .xml out first, the new .xml in last."
+    with _sigint_held():
+        dst.unlink(missing_ok=True)
+        os.replace(src.with_suffix('.bin'), dst.with_suffix('.bin'))
+        os.replace(src, dst)
+
+@register_exporter('openvino', '.xml')
+def export_openvino(model, # an nn.Module or a checkpoint path
+                    path:str|Path, # the .xml file to write (and its .bin beside it)
+                    size=None, # input (H, W); default: the model's test size
+                    check:bool=True, # run the IR with OpenVINO and compare with PyTorch
+                    min_cos:float=0.9999, # parity threshold per row
+                   )->Path:
+    "The model as a float32 OpenVINO IR with a dynamic batch, via ONNX; checked against PyTorch, the pair written atomically."
+    ov = import_openvino()
+    model, path = _as_model(model), Path(path)
+    if path.suffix.lower() != '.xml': raise InputValueError(f"an OpenVINO model is written as an .xml file (its .bin beside it); got {path}")
+    size = ModelMeta.of(model).input_size(size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f'.{path.stem}.') as td:
+        onnx_path = export_onnx(model, Path(td)/'model.onnx', size=size, check=False)
+        ir = ov.convert_model(str(onnx_path))
+        ir.set_rt_info(json.dumps(onnx_meta(onnx_path)), ['reid_nb'])
+        tmp = Path(td)/path.name
+        ov.save_model(ir, str(tmp), compress_to_fp16=False)
+        if check: check_parity(OpenVINOBackend(tmp), model, size, min_cos=min_cos, name=str(path))
+        _replace_pair(tmp, path)
+    return path

@@ -14,7 +14,7 @@ from .metrics import iter_distance
 from .core import InputValueError
 
 # %% auto #0
-__all__ = ['re_ranking', 'rerank_features', 'jaccard_distance', 'query_expansion', 'gallery_rerank', 'gallery_query_expansion']
+__all__ = ['re_ranking', 'rerank_features', 'jaccard_distance', 'query_expansion']
 
 # %% ../nbs/21_rerank.ipynb #8b889de2
 def _k_reciprocal(R:Tensor, # N×W ranked neighbours (row i: i's nearest first)
@@ -328,59 +328,3 @@ def query_expansion(qf:Tensor, # q×D query features
             new[s:s+chunk] = torch.bmm(w.pow(alpha)[:, None], f[idx])[:, 0] / qe_k
         f = new
     return f[:q], f[q:]
-
-# %% ../nbs/21_rerank.ipynb #8147f5c0
-def _gallery_vectors(gallery, rows)->np.ndarray:
-    "The stored (normalised, for cosine galleries) vectors of these gallery rows."
-    rows = np.asarray(rows, np.int64).reshape(-1)
-    if not len(rows): return np.zeros((0, gallery.dim), np.float32)
-    return gallery.index.reconstruct_batch(rows).astype(np.float32)
-
-def gallery_rerank(gallery, # a `reid_nb.gallery.Gallery`
-                   queries, # nq×D query features
-                   topk:int=10, # results per query
-                   shortlist:int=100, # candidates per query taken from the gallery and re-ranked
-                   k1:int=20, k2:int=6, lambda_value:float=0.3, # `rerank_features`' settings (k1 capped at the shortlist)
-                   **search_kw, # passed to `Gallery.search` (exclude=, q_camids=, nprobe=, ...)
-                  ):
-    "k-reciprocal re-ranking of each query's gallery shortlist; a `SearchResult` with the re-ranked top-k."
-    from reid_nb.gallery import _as_f32, _result
-    q = _as_f32(queries, 'queries')
-    shortlist = min(int(shortlist), len(gallery))
-    if not 1 <= topk <= shortlist: raise InputValueError(f"gallery_rerank: topk={topk} must be between 1 and the shortlist, {shortlist}")
-    r = gallery.search(q, shortlist, **search_kw)
-    metric = gallery.metric
-    out_rows = np.full((len(q), topk), -1, np.int64); out_d = np.full((len(q), topk), np.inf, np.float32)
-    for i in range(len(q)):
-        rows = r.rows[i][r.rows[i] >= 0]
-        if not len(rows): continue
-        gf = torch.from_numpy(_gallery_vectors(gallery, rows))
-        qf = torch.from_numpy(q[i:i+1] / np.linalg.norm(q[i:i+1]) if metric == 'cosine' else q[i:i+1])
-        kk = min(k1, len(rows))
-        d = rerank_features(qf, gf, metric, k1=kk, k2=min(k2, kk + 1), lambda_value=lambda_value)[0].numpy()
-        o = np.argsort(d, kind='stable')[:topk]
-        out_rows[i, :len(o)], out_d[i, :len(o)] = rows[o], d[o]
-    return _result(gallery, out_rows, out_d)
-
-def gallery_query_expansion(gallery, # a `reid_nb.gallery.Gallery`
-                            queries, # nq×D query features
-                            topk:int=10, # results per query
-                            qe_k:int=10, # features averaged: the query and its qe_k - 1 nearest gallery vectors
-                            alpha:float=3.0, # weight exponent, cos^alpha
-                            qe_times:int=1, # expansions before the final search
-                            **search_kw, # passed to `Gallery.search`
-                           ):
-    "α-weighted query expansion with the gallery's nearest neighbours, then a search; returns (`SearchResult`, expanded queries)."
-    from reid_nb.gallery import _as_f32
-    f = _as_f32(queries, 'queries').copy()
-    for _ in range(qe_times):
-        r = gallery.search(f, max(qe_k - 1, 1), **search_kw)
-        fn = f / np.linalg.norm(f, axis=1, keepdims=True)
-        new = np.empty_like(f)
-        for i in range(len(f)):
-            rows = r.rows[i][r.rows[i] >= 0][:qe_k - 1]
-            nb = np.concatenate([f[i:i+1], _gallery_vectors(gallery, rows)])
-            w = (nb / np.linalg.norm(nb, axis=1, keepdims=True)) @ fn[i]
-            new[i] = (w[:, None] ** alpha * nb).sum(0) / len(nb)
-        f = new
-    return gallery.search(f, topk, **search_kw), f
