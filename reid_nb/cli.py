@@ -214,7 +214,7 @@ def demo(out:str|Path|None=None, # output folder (default: a new temporary folde
 
 # %% ../nbs/50_cli.ipynb #9c518f4e
 def export_model(weights:str, # a reid_nb checkpoint (or a FastReID one with config.yaml beside it)
-                 fmt:str='onnx', # export format, one of `reid_nb.runtime.EXPORTERS`: onnx, onnx-int8, openvino, tensorrt
+                 fmt:str='onnx', # export format: a name in `reid_nb.runtime.EXPORTERS`
                  out:str|None=None, # output file (default: the weights' path with the format's ending: .onnx, .int8.onnx, .xml, .engine)
                  calib:str|None=None, # onnx-int8, tensorrt int8: folder of real crops to calibrate on
                  size=None, # (H, W) when the checkpoint does not record its test size
@@ -344,40 +344,6 @@ def search_gallery(images:list, # query image files
         print(f"rank lists: {plot}", flush=True)
     return r
 
-def _deploy_parsers(sub):
-    "The export / embed / index / search sub-commands."
-    from reid_nb.runtime import EXPORTERS
-    x = sub.add_parser('export', help=f"export a checkpoint ({', '.join(EXPORTERS.names())})")
-    x.add_argument('--weights', required=True)
-    x.add_argument('--format', default='onnx', choices=EXPORTERS.names())
-    x.add_argument('--calib', help='folder of real crops for int8 calibration')
-    x.add_argument('--precision', choices=['fp32', 'fp16', 'bf16', 'int8'], help='tensorrt precision (default fp16)')
-    x.add_argument('--size', type=int, nargs=2, help='H W, when the checkpoint does not record its test size')
-    x.add_argument('--float-convs', type=int, help='onnx-int8: keep the first N convolutions float (2 for a MobileNetV2)')
-    x.add_argument('-o', '--out')
-    m = sub.add_parser('embed', help='embed a folder of images (or a CSV with a path column) into a .npz')
-    m.add_argument('src')
-    m.add_argument('--weights', required=True, help='checkpoint or exported file (.onnx, .xml, .engine)')
-    m.add_argument('-o', '--out', required=True)
-    m.add_argument('--flip', action='store_true', help='flip TTA')
-    m.add_argument('--batch-size', type=int, default=64)
-    m.add_argument('--size', type=int, nargs=2)
-    i = sub.add_parser('index', help='build a searchable gallery from a features .npz')
-    i.add_argument('feats')
-    i.add_argument('-o', '--out', required=True)
-    i.add_argument('--index', default='auto', choices=['auto', 'flat', 'ivfpq', 'hnsw'])
-    s = sub.add_parser('search', help='search query images in a gallery')
-    s.add_argument('images', nargs='+')
-    s.add_argument('--gallery', required=True)
-    s.add_argument('-k', type=int, default=10)
-    s.add_argument('--weights', help="embedding model (default: the gallery's)")
-    s.add_argument('--plot', help='save the rank lists to this picture')
-
-_DEPLOY = dict(export=lambda a: export_model(a.weights, a.format, a.out, a.calib, a.size, a.precision, a.float_convs),
-               embed=lambda a: embed_images(a.src, a.weights, a.out, a.flip, a.batch_size, a.size),
-               index=lambda a: build_gallery(a.feats, a.out, a.index),
-               search=lambda a: search_gallery(a.images, a.gallery, a.k, a.weights, a.plot))
-
 # %% ../nbs/50_cli.ipynb #90acbe16
 def adapt_checkpoint(weights:str, # the source model: a reid_nb checkpoint
                      target:str, # a folder of the new site's images, or a CSV with a `path` column (pids ignored)
@@ -417,12 +383,8 @@ def adapt_checkpoint(weights:str, # the source model: a reid_nb checkpoint
 
 # %% ../nbs/50_cli.ipynb #2bc74edd
 def _export_formats()->list:
-    "The export formats: `reid_nb.runtime.EXPORTERS`'s names (the same entry points, read directly, where that module is absent)."
-    try: from reid_nb.runtime import EXPORTERS
-    except ModuleNotFoundError as e:
-        if e.name != 'reid_nb.runtime': raise
-        from reid_nb.core import Registry
-        EXPORTERS = Registry('export format', 'exporters')
+    "The export formats: the names in `reid_nb.runtime.EXPORTERS`."
+    from reid_nb.runtime import EXPORTERS
     return EXPORTERS.names()
 
 COMMANDS = {  # sub-command: (function, one-line help, what its signature cannot say: positional / renamed flags, choices, exclusive pairs)
@@ -438,6 +400,16 @@ COMMANDS = {  # sub-command: (function, one-line help, what its signature cannot
               dict(positional=('feats',), choices={'index': ('auto', 'flat', 'ivfpq', 'hnsw')})),
     'search': (search_gallery, 'search query images in a gallery', dict(positional=('images',))),
 }
+
+class _LazyChoices:
+    "Choices read from a registry only when argparse needs them (that sub-command's help or parsing), so `reid-nb --help` stays fast."
+    def __init__(self, names): self.names, self._v = names, None
+    def _get(self)->list:
+        if self._v is None: self._v = list(self.names())
+        return self._v
+    def __iter__(self): return iter(self._get())
+    def __contains__(self, x): return x in self._get()
+    def __len__(self): return len(self._get())
 
 class _Tuple(argparse.Action):
     "Store the values of an `nargs` option as a tuple, e.g. `--size H W`."
@@ -459,7 +431,9 @@ def _add_option(p, name:str, prm:inspect.Parameter, doc:str|None, spec:dict):
     if name == 'size': kw.update(type=int, nargs=2, metavar=('H', 'W'), action=_Tuple)
     elif kind in ('int', 'float'): kw['type'] = int if kind == 'int' else float
     choices = spec.get('choices', {}).get(name)
-    if choices is not None: kw['choices'] = choices() if callable(choices) else choices
+    if callable(choices):  # a registry's names: listed in the help when it is shown (a metavar keeps argparse from reading them earlier)
+        kw.update(choices=_LazyChoices(choices), metavar=flag.lstrip('-').upper(), help=kw['help'] + '; one of: %(choices)s')
+    elif choices is not None: kw['choices'] = choices
     return p.add_argument(*flags, **kw)
 
 def build_parser()->argparse.ArgumentParser:
