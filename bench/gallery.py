@@ -30,7 +30,8 @@ def real_features(weights, root, n_test_ids, threads, cache):
         d = np.load(cache); return d['feats'], d['is_query'], d['pids'], d['camids']
     import torch
     torch.set_num_threads(threads)
-    from reid_nb.export import export_onnx, OrtBackend
+    from reid_nb.export import export_onnx
+    from reid_nb.runtime import OrtBackend
     from reid_nb.embed import Embedder
     df = market_proxy(root, n_test_ids)
     onnx_path = Path(tempfile.mkdtemp())/'m.onnx'
