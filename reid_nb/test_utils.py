@@ -40,7 +40,7 @@ def tiny_learner(n:int=64, # training items (random 8-d inputs, 4 classes; the s
                  lr:float=1e-2, # SGD learning rate
                  seed:int=0, # model initialisation and loader order
                  learner=None, # the Learner class (default fastai's `Learner`), e.g. `reid_nb.learner.ReIDLearner`
-                )->Learner:
+                ):
     "A fastai learner over random tensors with a `TinyNet` and a `TermsLoss`."
     import reid_nb.data.loaders  # imports fastai first without its torch.jit.script FutureWarning (see 04_data.loaders)
     from fastai.data.core import DataLoaders
@@ -54,7 +54,7 @@ def tiny_learner(n:int=64, # training items (random 8-d inputs, 4 classes; the s
     dls = DataLoaders(DataLoader(ds, bs=bs, shuffle=True, drop_last=True, seed=seed), DataLoader(ds, bs=bs))
     return (learner or Learner)(dls, TinyNet(), loss_func=TermsLoss(), opt_func=partial(OptimWrapper, opt=torch.optim.SGD), lr=lr, cbs=cbs)
 
-def tiny_reid_learner(cbs=None, seed:int=0, learner=None)->Learner:
+def tiny_reid_learner(cbs=None, seed:int=0, learner=None):
     "`tiny_learner` with a 4-item random `dls.query` / `dls.gallery`, for evaluation callbacks."
     learn = tiny_learner(cbs=cbs, seed=seed, learner=learner)
     q = [(torch.randn(4, 8), torch.arange(4), torch.zeros(4))]
