@@ -87,8 +87,7 @@ def _train_rows(target_df:pd.DataFrame)->pd.DataFrame:
 def _input_sizes(model:nn.Module, size=None, size_test=None)->tuple:
     "(training, feature) (H, W): as given, else as the model's `ModelMeta` records (see above); one error when neither says."
     given = ModelMeta(size=size, size_test=size_test)                     # checks and normalises the given sizes
-    meta = getattr(model, 'reid_meta', None) or ModelMeta()
-    if not isinstance(meta, ModelMeta): raise InputTypeError(f"adapt_domain: model.reid_meta must be a reid_nb.models.ModelMeta, got {type(meta).__name__}")
+    meta = ModelMeta.of(model)                                            # refuses a description that is not a ModelMeta
     recorded = meta.size_test or meta.size
     size_test = meta.input_size(given.size_test or (None if recorded else given.size))
     return given.size or meta.size or size_test, size_test

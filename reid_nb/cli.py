@@ -223,10 +223,9 @@ def export_model(weights:str, # a reid_nb checkpoint (or a FastReID one with con
                 )->Path:
     "Export a checkpoint with the format's exporter (checked against PyTorch as it is written); returns the file written."
     from reid_nb.runtime import EXPORTERS, check_options
-    if fmt not in EXPORTERS: raise CLIError(f"--format must be one of {', '.join(EXPORTERS.names())}; got {fmt!r}")
     weights = Path(weights)
     if not weights.is_file(): raise CLIError(f"weights file {weights} does not exist")
-    export = EXPORTERS[fmt]
+    export = EXPORTERS[fmt]   # an unknown format: one line listing the registered ones
     options = {k: v for k, v in dict(calib=calib, precision=precision, float_convs=float_convs).items() if v is not None}
     check_options(export, options, f"--format {fmt}")
     out = Path(out) if out else weights.with_name(weights.stem + export.suffix)

@@ -288,7 +288,7 @@ class ModelMeta:
           )->ModelMeta:
         "The description of `model`: sizes and recipe it was loaded with, its build arguments and normalisation buffers; given values win."
         known = getattr(model, 'reid_meta', None) or cls()
-        if not isinstance(known, ModelMeta): raise InputTypeError(f"model.reid_meta must be a ModelMeta (reid_nb.models), got {type(known).__name__}")
+        if not isinstance(known, ModelMeta): raise InputTypeError(f"model.reid_meta must be a reid_nb.models.ModelMeta, got {type(known).__name__}")
         size = _hw(size) or known.size
         m = dataclasses.replace(known, size=size, size_test=_hw(size_test) or known.size_test or size, recipe=recipe or known.recipe,
                                 extra=dict(extra))  # a loaded file's own entries (epoch, metrics, path) describe that file, not this one

@@ -69,9 +69,10 @@ def test_landed_files_index_and_search(tmp_path, monkeypatch):
 def test_export_formats_from_the_registry(crops, tmp_path):
     "The format names are the registry's; an unknown one is one line listing them; the default output takes the format's suffix."
     from reid_nb.cli import export_model, CLIError
+    from reid_nb.core import InputError
     from reid_nb.runtime import EXPORTERS
     assert EXPORTERS.names() == ['onnx', 'onnx-int8', 'openvino', 'tensorrt']
-    with pytest.raises(CLIError, match='--format must be one of onnx, onnx-int8, openvino, tensorrt'): export_model(crops/'m.pth', 'h5')
+    with pytest.raises(InputError, match="unknown export format 'h5'; known: onnx, onnx-int8, openvino, tensorrt"): export_model(crops/'m.pth', 'h5')
     shutil.copy(crops/'m.pth', tmp_path/'m.pth')
     assert export_model(tmp_path/'m.pth', 'openvino') == tmp_path/'m.xml'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['m.bin', 'm.pth', 'm.xml']
