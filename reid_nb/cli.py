@@ -18,6 +18,26 @@ __all__ = ['COMMANDS', 'CLIError', 'data_root', 'cache_dir', 'train', 'evaluate_
 class CLIError(InputError):
     "A command-line error to report as one line (no traceback)."
 
+def _check_output(out, # the file or folder a command is about to write
+                  overwrite:bool=False, # the user's --overwrite
+                  inputs:dict|None=None, # what the command reads: {what it is, e.g. '--weights': path}
+                  folder:bool=False, # `out` is a folder (else a file)
+                  flag:str='-o', # the option that named `out`, for the messages
+                 )->Path:
+    "One output policy for every command: never write onto an input, never replace what exists unless `overwrite`."
+    out = Path(out); o = out.resolve()
+    for what, p in (inputs or {}).items():
+        if p is None: continue
+        p = Path(p).resolve()
+        if p == o: raise CLIError(f"{flag} {out} is the input {what}: choose another {flag}")
+        if folder and o in p.parents: raise CLIError(f"{flag} {out} holds the input {what} {p}: choose another {flag}")
+    if out.is_dir() and not folder:
+        raise CLIError(f"{flag} {out} is a folder: name the file to write, e.g. {out/'model'}")
+    if out.exists() and folder and not out.is_dir(): raise CLIError(f"{flag} {out} is a file; a folder is written there: choose another {flag}")
+    if out.exists() and not overwrite and not (folder and not any(out.iterdir())):
+        raise CLIError(f"{flag} {out} already exists: pass --overwrite to replace it, or choose another {flag}")
+    return out
+
 def _opts_root(opts:list)->tuple[list, str|None]:
     "Split the pseudo-key DATASETS.ROOT off FastReID-style `KEY VALUE` options."
     if len(opts) % 2: raise CLIError(f"options must be KEY VALUE pairs; got an odd number: {opts}")
@@ -68,6 +88,22 @@ def _results(res, out:Path, name:str):
     print(res.table(name), flush=True)
     (out/'results.json').write_text(json.dumps({k: float(v) if not isinstance(v, str) else v for k, v in res.metrics().items()}, indent=1))
 
+def _check_num_gpus(n:int, config_file, opts):
+    "FastReID's `--num-gpus N` (it spawns the processes itself): under torchrun with N processes, fine; else the torchrun command to run."
+    if n < 1: raise CLIError(f"--num-gpus must be 1 or more; got {n}")
+    if int(os.environ.get('WORLD_SIZE', 1)) == n: return
+    import shlex
+    cmd = shlex.join(['torchrun', f'--nproc_per_node={n}', '-m', 'reid_nb.cli', 'train', '--config-file', str(config_file), *map(str, opts or [])])
+    raise CLIError(f"--num-gpus {n}: reid_nb trains on several GPUs as several processes, one per GPU, which torchrun starts: {cmd}")
+
+def _eval_only(config_file, opts, root):
+    "FastReID's `train_net.py --eval-only`: evaluate the config's MODEL.WEIGHTS."
+    from reid_nb.config import cfg_get
+    w = cfg_get(_load(config_file, opts)[0], 'MODEL.WEIGHTS')
+    if not w: raise CLIError("--eval-only evaluates MODEL.WEIGHTS, which is empty: add MODEL.WEIGHTS path/to/model.pth")
+    print(f"--eval-only: evaluating {w}, as `reid-nb eval --config-file {config_file} --weights {w}` does", flush=True)
+    return evaluate_checkpoint(w, config_file, opts, root)
+
 def train(config_file:str, # FastReID-style YAML
           opts:list|None=None, # KEY VALUE config overrides, e.g. SOLVER.BASE_LR 0.001
           root:str|None=None, # datasets root (default: DATASETS.ROOT among the options, $REID_NB_DATASETS, $FASTREID_DATASETS, ./datasets)
@@ -75,8 +111,12 @@ def train(config_file:str, # FastReID-style YAML
           resume:bool=False, # continue from OUTPUT_DIR/checkpoints/last.pth
           overwrite:bool=False, # replace an earlier run in OUTPUT_DIR
           seed:int|None=None, # seed of every random generator (default: the config's SEED)
+          eval_only:bool=False, # FastReID's --eval-only: evaluate MODEL.WEIGHTS with this config (as `reid-nb eval` does), no training
+          num_gpus:int=1, # FastReID's --num-gpus: several GPUs are several processes, started by torchrun (the error gives the command)
          ):
     "Train as the config says; returns the final `ReIDResult` (None when a resumed run had already finished)."
+    if num_gpus != 1: _check_num_gpus(num_gpus, config_file, opts)
+    if eval_only: return _eval_only(config_file, opts, root)
     from reid_nb.config import save_config, cfg_get
     from reid_nb.core import seed_everything
     from reid_nb.fastreid import recipe_from_config
@@ -148,6 +188,44 @@ def _check_model(model, asked:dict, weights, config_file):
     if diff: warnings.warn(f"{weights} holds a model other than the one {config_file} describes ({'; '.join(f'{k}: {built[k]!r} in the checkpoint, {asked[k]!r} in the config' for k in diff)}): "
                            "the checkpoint's model is evaluated; the config gives the test settings and data sets")
 
+_EVAL_KEYS = ('TEST.METRIC', 'TEST.FLIP.', 'TEST.RERANK.', 'TEST.AQE.', 'TEST.IMS_PER_BATCH', 'INPUT.SIZE_TEST', 'DATASETS.TESTS',
+              'DATALOADER.NUM_WORKERS')   # the config keys an evaluation reads: what `eval` without --config-file can override
+
+def _recipe_with_opts(r:dict, # a checkpoint's recipe
+                      opts:list, # FastReID `KEY VALUE` overrides
+                     )->dict:
+    "`r` with the overrides applied to its test settings (as the config would set them); a key that an evaluation does not read is refused."
+    import copy
+    from reid_nb.config import get_default_config, cfg_set, merge_opts
+    from reid_nb.fastreid import recipe_from_config
+    if not opts: return r
+    t, d, run = r.get('test', {}), r['data'], r['run']
+    cfg, size = get_default_config(), d.get('size_test', d.get('size'))
+    known = {'TEST.METRIC': t.get('metric'), 'TEST.FLIP.ENABLED': t.get('flip'), 'TEST.RERANK.ENABLED': 'rerank' in t,
+             'TEST.AQE.ENABLED': 'qe' in t, 'TEST.IMS_PER_BATCH': d.get('test_bs'), 'DATALOADER.NUM_WORKERS': d.get('num_workers'),
+             'INPUT.SIZE_TEST': None if size is None else list(size) if isinstance(size, (list, tuple)) else [size],
+             'DATASETS.TESTS': run['tests'] or run['datasets']}
+    rr, qe = t.get('rerank', {}), t.get('qe', {})
+    known.update({'TEST.RERANK.K1': rr.get('k1'), 'TEST.RERANK.K2': rr.get('k2'), 'TEST.RERANK.LAMBDA': rr.get('lambda_value'),
+                  'TEST.AQE.QE_TIME': qe.get('qe_times'), 'TEST.AQE.QE_K': qe.get('qe_k'), 'TEST.AQE.ALPHA': qe.get('alpha')})
+    for k, v in known.items():
+        if v is not None: cfg_set(cfg, k, v)
+    merge_opts(cfg, opts)   # an unknown key or a bad value: its one-line error
+    new = recipe_from_config(cfg)
+    for k in opts[::2]:
+        if not k.startswith(_EVAL_KEYS) and k not in _EVAL_KEYS:
+            raise CLIError(f"{k} does not change an evaluation: without --config-file, eval takes only test settings "
+                           f"({', '.join(s.rstrip('.') + ('.*' if s.endswith('.') else '') for s in _EVAL_KEYS)})")
+        part = {'TEST.RERANK.': 'rerank', 'TEST.AQE.': 'qe'}
+        for pre, name in part.items():
+            if k.startswith(pre) and not k.endswith('.ENABLED') and name not in new['test']:
+                raise CLIError(f"{k} has no effect unless {pre}ENABLED is True (add {pre}ENABLED True)")
+    r = copy.deepcopy(r)
+    r['test'] = {**{k: v for k, v in t.items() if k not in ('rerank', 'qe')}, **new['test']}
+    r['data'].update({k: new['data'][k] for k in ('size_test', 'test_bs', 'num_workers')})
+    r['run']['tests'] = new['run']['tests']
+    return r
+
 def evaluate_checkpoint(weights:str, # a reid_nb checkpoint (best.pth, last.pth), or a FastReID one (with its config)
                         config_file:str|None=None, # FastReID-style YAML; optional for reid_nb checkpoints
                         opts:list|None=None, # KEY VALUE config overrides
@@ -169,6 +247,7 @@ def evaluate_checkpoint(weights:str, # a reid_nb checkpoint (best.pth, last.pth)
         model = load_reid_model(weights)
         r = model.reid_meta.recipe if getattr(model, 'reid_meta', None) is not None else None
         if not r or 'run' not in r: raise CLIError(f"{weights} does not record which data sets it was tested on: pass --config-file")
+        r = _recipe_with_opts(r, _opts_root(list(opts or []))[0])
     tests = r['run']['tests'] or r['run']['datasets']
     df = _frames(data_root(root or oroot), test=tests)
     _fit_workers(r)
@@ -185,6 +264,7 @@ def demo(out:str|Path|None=None, # output folder (default: a new temporary folde
          size:tuple=(64, 32), # input (H, W)
          base_lr:float=1e-3, # Adam learning rate
          seed:int=0, # seed of every random generator
+         overwrite:bool=False, # write into an OUT that already holds files
         ):
     "Synthetic data → train → table + rank-list picture; returns (`ReIDResult`, picture path)."
     import matplotlib; matplotlib.use('Agg')
@@ -193,7 +273,7 @@ def demo(out:str|Path|None=None, # output folder (default: a new temporary folde
     from reid_nb.data.synthetic import synthetic_reid
     from reid_nb.learner import recipe_dataloaders, reid_learner
     from reid_nb.backbones import shipped_weights
-    out = Path(out) if out else Path(tempfile.mkdtemp(prefix='reid_nb_demo_'))
+    out = _check_output(out, overwrite, folder=True, flag='--out') if out else Path(tempfile.mkdtemp(prefix='reid_nb_demo_'))
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     df = synthetic_reid(out/'synthetic', n_ids=n_ids, imgs_per_id=8, size=(128, 64), seed=seed)
@@ -220,6 +300,7 @@ def export_model(weights:str, # a reid_nb checkpoint (or a FastReID one with con
                  size=None, # (H, W) when the checkpoint does not record its test size
                  precision:str|None=None, # tensorrt: fp32, fp16 (the default), bf16 or int8
                  float_convs:int|None=None, # onnx-int8: the first n convolutions stay float (2 for a MobileNetV2)
+                 overwrite:bool=False, # replace an existing OUT
                 )->Path:
     "Export a checkpoint with the format's exporter (checked against PyTorch as it is written); returns the file written."
     from reid_nb.runtime import EXPORTERS, check_options
@@ -228,8 +309,7 @@ def export_model(weights:str, # a reid_nb checkpoint (or a FastReID one with con
     export = EXPORTERS[fmt]   # an unknown format: one line listing the registered ones
     options = {k: v for k, v in dict(calib=calib, precision=precision, float_convs=float_convs).items() if v is not None}
     check_options(export, options, f"--format {fmt}")
-    out = Path(out) if out else weights.with_name(weights.stem + export.suffix)
-    if out.resolve() == weights.resolve(): raise CLIError(f"the output {out} is the weights file itself: pass another -o")
+    out = _check_output(out or weights.with_name(weights.stem + export.suffix), overwrite, {'--weights': weights, '--calib': calib})
     t0 = time.time()
     out = Path(export(weights, out, size=size, **options))
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB, {time.time() - t0:.0f} s)", flush=True)
@@ -258,6 +338,8 @@ def embed_images(src:str, # a folder of images or a CSV with a `path` column
                  flip:bool=False, # flip TTA
                  batch_size:int=64, # crops per forward pass
                  size=None, # (H, W) when the weights do not record it
+                 overwrite:bool=False, # replace an existing OUT
+                 quiet:bool=False, # no progress lines (shown for more than 1000 images)
                 )->Path:
     "Embed the images of `src` into `out` (.npz: feats, paths, pids, camids, and meta: the model's description); returns `out`."
     import dataclasses
@@ -265,13 +347,13 @@ def embed_images(src:str, # a folder of images or a CSV with a `path` column
     from reid_nb.data.datasets import skip_unreadable
     from reid_nb.embed import Embedder
     if not Path(weights).is_file(): raise CLIError(f"weights file {weights} does not exist")
+    out = _check_output(out if str(out).endswith('.npz') else f"{out}.npz", overwrite, {'--weights': weights, 'SRC': src})
     df = skip_unreadable(_image_frame(src), source=src, cache=cache_dir()/'verified_images.json')
-    emb = Embedder(weights, size=size, flip=flip, batch_size=batch_size)
+    emb = Embedder(weights, size=size, flip=flip, batch_size=batch_size, progress=False if quiet else None)
     t0 = time.time()
     f = emb(df.path.tolist())
     meta = dataclasses.replace(emb.backend.meta, size_test=emb.size,   # the size the features were made at
                                extra=dict(weights=str(Path(weights).resolve()), flip=flip, dim=int(f.shape[1]), source=str(src)))
-    out = Path(out if str(out).endswith('.npz') else f"{out}.npz")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name[:-4] + '.tmp.npz')
     np.savez(tmp, feats=f, paths=np.array(df.path.tolist(), dtype=str), pids=df.pid.to_numpy(np.int64), camids=df.camid.to_numpy(np.int64),
@@ -294,9 +376,11 @@ def _read_feats(path:str)->dict:
 def build_gallery(feats:str, # a .npz written by `reid-nb embed`
                   out:str, # the gallery folder to write
                   index:str='auto', # 'auto', 'flat', 'ivfpq' or 'hnsw'
+                  overwrite:bool=False, # replace an existing gallery in OUT
                  ):
     "Index the features of `feats` and save the gallery to `out`; returns the `Gallery`."
     from reid_nb.gallery import Gallery
+    _check_output(out, overwrite, {'FEATS': feats}, folder=True)
     d = _read_feats(feats)
     t0 = time.time()
     g = Gallery(d['feats'].shape[1], index=index, meta=d['meta'].to_dict())
@@ -310,12 +394,18 @@ def search_gallery(images:list, # query image files
                    k:int=10, # results per query
                    weights:str|None=None, # embedding model (default: the one the gallery was embedded with)
                    plot:str|None=None, # save the rank lists to this picture
+                   overwrite:bool=False, # replace an existing --plot picture
                   ):
     "Embed the query images and print their top-k in the gallery; returns the `SearchResult`."
     import numpy as np
     from reid_nb.gallery import Gallery
     from reid_nb.embed import Embedder
+    if k < 1: raise CLIError(f"-k must be 1 or more (results per query); got {k}")
+    if plot: _check_output(plot, overwrite, {f'query image {im}': im for im in images}, flag='--plot')
     g = Gallery.load(gallery)
+    if k > len(g):
+        print(f"note: -k {k} but {gallery} holds {len(g)} images: showing all {len(g)}", flush=True)
+        k = len(g)
     meta = g.model_meta
     weights = weights or meta.extra.get('weights')
     if not weights: raise CLIError(f"{gallery} does not record its embedding model: pass --weights")
@@ -324,11 +414,12 @@ def search_gallery(images:list, # query image files
         if not Path(im).is_file(): raise CLIError(f"query image {im} does not exist")
     emb = Embedder(weights, size=meta.size_test, flip=meta.extra.get('flip', False))   # the queries as the gallery was embedded
     r = g.search(emb([str(i) for i in images]), k)
+    dist_name = {'cosine': 'cosine', 'euclidean': 'squared L2'}.get(g.metric, g.metric)   # which distance the numbers are
     for qi, im in enumerate(images):
         print(f"query {im}")
         for j in range(r.ids.shape[1]):
             if r.ids[qi, j] < 0: continue
-            print(f"  {j + 1:>3}  dist {r.dist[qi, j]:.4f}  id {r.pids[qi, j]:>5}  cam {r.camids[qi, j]:>3}  {r.paths[qi][j] if r.paths else r.ids[qi, j]}")
+            print(f"  {j + 1:>3}  dist {max(float(r.dist[qi, j]), 0.):.4f} ({dist_name})  id {r.pids[qi, j]:>5}  cam {r.camids[qi, j]:>3}  {r.paths[qi][j] if r.paths else r.ids[qi, j]}")
     if plot:
         import matplotlib; matplotlib.use('Agg')
         import matplotlib.pyplot as plt
@@ -382,9 +473,9 @@ def adapt_checkpoint(weights:str, # the source model: a reid_nb checkpoint
 
 # %% ../nbs/50_cli.ipynb #2bc74edd
 def _export_formats()->list:
-    "The export formats: the names in `reid_nb.runtime.EXPORTERS`."
-    from reid_nb.runtime import EXPORTERS
-    return EXPORTERS.names()
+    "The export formats: the names of `reid_nb.runtime.EXPORTERS`' entry points, read without importing it (and torch: 5 s)."
+    from reid_nb.core import Registry
+    return Registry('export format', 'exporters').names()
 
 COMMANDS = {  # sub-command: (function, one-line help, what its signature cannot say: positional / renamed flags, choices, exclusive pairs)
     'train': (train, 'train with a FastReID-style config', dict(exclusive=('resume', 'overwrite'))),
@@ -414,6 +505,10 @@ class _Tuple(argparse.Action):
     "Store the values of an `nargs` option as a tuple, e.g. `--size H W`."
     def __call__(self, parser, namespace, values, option_string=None): setattr(namespace, self.dest, tuple(values))
 
+def _flag(name:str, spec:dict)->str:
+    "The command-line flag of a function's parameter `name`: `-k` for one letter, else `--its-name` (or what `spec` renames it to)."
+    return spec.get('flags', {}).get(name) or (f'-{name}' if len(name) == 1 else f"--{name.replace('_', '-')}")
+
 def _add_option(p, name:str, prm:inspect.Parameter, doc:str|None, spec:dict):
     "One argparse argument for parameter `prm` of a command's function: flag, type and default from the signature, help from its docments."
     kinds = [t.strip() for t in str(prm.annotation).split('|')] if prm.annotation is not prm.empty else []
@@ -423,7 +518,7 @@ def _add_option(p, name:str, prm:inspect.Parameter, doc:str|None, spec:dict):
     kw = dict(help=(doc or '') + shown or None)
     if name == 'opts': return p.add_argument(name, nargs=argparse.REMAINDER, default=default, **kw)   # FastReID's trailing KEY VALUE pairs
     if name in spec.get('positional', ()): return p.add_argument(name, nargs='+' if kind == 'list' else None, **kw)
-    flag = spec.get('flags', {}).get(name) or (f'-{name}' if len(name) == 1 else f"--{name.replace('_', '-')}")
+    flag = _flag(name, spec)
     flags = ('-o', flag) if name == 'out' else (flag,)
     kw.update(dest=name, default=default, required=required)
     if kind == 'bool': return p.add_argument(*flags, action='store_true' if default is False else argparse.BooleanOptionalAction, **kw)
@@ -438,8 +533,10 @@ def _add_option(p, name:str, prm:inspect.Parameter, doc:str|None, spec:dict):
 def build_parser()->argparse.ArgumentParser:
     "The `reid-nb` parser: a sub-command per entry of `COMMANDS`, its options read from the function's signature and docments."
     from fastcore.docments import docments
+    from reid_nb import __version__
     p = argparse.ArgumentParser(prog='reid-nb', description='reid_nb: train, evaluate, adapt, try, export and search re-identification models')
-    sub = p.add_subparsers(dest='cmd', required=True)
+    p.add_argument('--version', action='version', version=f'reid-nb {__version__}', help="print reid_nb's version and exit")
+    sub = p.add_subparsers(dest='cmd', required=True, metavar='COMMAND', help='one of the commands below; `reid-nb COMMAND --help` for its options')
     for cmd, (fn, about, spec) in COMMANDS.items():
         sp = sub.add_parser(cmd, help=about, description=about)
         sp.set_defaults(_run=fn)
@@ -457,10 +554,27 @@ def _one_line(e:BaseException)->str:
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"reid-nb: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
 
+_CONFIG_TERMS = {  # build/recipe argument -> the config key that sets it (the model and data settings a config gives)
+    'arch': 'MODEL.BACKBONE.NAME/DEPTH', 'pretrained': 'MODEL.BACKBONE.PRETRAIN_PATH', 'last_stride': 'MODEL.BACKBONE.LAST_STRIDE',
+    'with_ibn': 'MODEL.BACKBONE.WITH_IBN', 'with_nl': 'MODEL.BACKBONE.WITH_NL', 'pool': 'MODEL.HEADS.POOL_LAYER',
+    'embedding_dim': 'MODEL.HEADS.EMBEDDING_DIM', 'neck': 'MODEL.HEADS.WITH_BNNECK', 'cls_type': 'MODEL.HEADS.CLS_LAYER',
+    'meta_arch': 'MODEL.META_ARCHITECTURE', 'metric': 'TEST.METRIC', 'batch_size': 'SOLVER.IMS_PER_BATCH', 'bs': 'SOLVER.IMS_PER_BATCH',
+    'num_instances': 'DATALOADER.NUM_INSTANCE', 'padding': 'INPUT.PADDING.SIZE', 'size': 'INPUT.SIZE_TRAIN', 'size_test': 'INPUT.SIZE_TEST',
+    'k1': 'TEST.RERANK.K1', 'k2': 'TEST.RERANK.K2', 'lambda_value': 'TEST.RERANK.LAMBDA', 'qe_k': 'TEST.AQE.QE_K'}
+
+def _user_terms(msg:str, cmd:str)->str:
+    "A library message in the terms of the command line: `name=` of one of `cmd`'s parameters becomes its flag, a config's its key."
+    fn, _, spec = COMMANDS[cmd]
+    params = inspect.signature(fn).parameters
+    names = {k: _flag(k, spec) for k in params if k != 'opts'}
+    if 'config_file' in params: names = {**_CONFIG_TERMS, **names}
+    for k, term in names.items(): msg = re.sub(rf"(?<![\w.@-]){k}=(?=\S)", f"{term} ", msg)   # `k=3`, `pretrained=<path>`
+    return re.sub(r"(?<![\w.@-])(\w+)=(?=[\s),;:]|$)", lambda m: f"{names.get(m[1], m[1] + '=')}", msg)          # a bare `pretrained=`
+
 def main(argv:list|None=None)->int:
     "Entry point of the `reid-nb` console script."
     args = vars(build_parser().parse_args(argv))
-    run = args.pop('_run'); args.pop('cmd')
+    run, cmd = args.pop('_run'), args.pop('cmd')
     old = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
@@ -469,8 +583,14 @@ def main(argv:list|None=None)->int:
             warnings.filterwarnings('ignore', category=DeprecationWarning)  # libraries' notices to their developers, not to the user
             run(**args)
     except InputError as e:
-        print(f"reid-nb: error: {_one_line(e)}", file=sys.stderr)
+        print(f"reid-nb: error: {_user_terms(_one_line(e), cmd)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:   # `reid-nb search ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:   # Ctrl-C: what was being written was written atomically, so nothing half-done is left
+        print("reid-nb: interrupted", file=sys.stderr, flush=True)
+        return 130
     finally: warnings.showwarning = old
     return 0
 

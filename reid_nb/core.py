@@ -8,8 +8,8 @@ Docs: https://reid-nb.github.io/reid_nb/core.html.md"""
 from __future__ import annotations
 import os, random, re, sys, time
 from pathlib import Path
-import numpy as np
-import torch
+# numpy and torch are imported by the functions that use them: `reid-nb --help` (and everything else that only needs
+# the errors or the registries) starts without loading them
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'DEFAULT_SIZE', 'REF_ITERS_PER_EPOCH', 'default_device', 'InputError',
@@ -21,6 +21,7 @@ __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'DEFAULT_SIZE', 'REF_ITERS_PER_EPOCH
 def default_device(prefer:str|None=None, # 'cuda', 'mps' or 'cpu'; None picks the best available
                   )->torch.device:
     "The device to use: CUDA if present, then MPS, then CPU (or `prefer` when it is available)."
+    import torch
     if prefer is not None:
         dev = torch.device(prefer)
         if dev.type == 'cuda' and not torch.cuda.is_available(): raise RuntimeError(f"device {prefer!r} asked for, but CUDA is not available")
@@ -171,6 +172,7 @@ def seed_everything(seed:int=0, # the seed for python, numpy and torch (CPU and 
                     deterministic:bool=False, # also ask cuDNN for deterministic kernels
                    )->int:
     "Seed every random generator reid_nb draws from; returns the seed."
+    import numpy as np, torch
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
     os.environ['PYTHONHASHSEED'] = str(seed)
@@ -180,6 +182,7 @@ def seed_everything(seed:int=0, # the seed for python, numpy and torch (CPU and 
 
 def get_rng_states()->dict:
     "The state of every random generator, as a dict of tensors/lists that `torch.save` can store."
+    import numpy as np, torch
     d = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state()}
     if torch.cuda.is_available(): d['cuda'] = torch.cuda.get_rng_state_all()
     return d
@@ -187,6 +190,7 @@ def get_rng_states()->dict:
 def set_rng_states(d:dict # as returned by `get_rng_states`
                   ):
     "Restore the generators captured by `get_rng_states`."
+    import numpy as np, torch
     missing = {'python', 'numpy', 'torch'} - set(d)
     if missing: raise KeyError(f"RNG state is missing {sorted(missing)}; expected a dict from get_rng_states()")
     py = d['python']
@@ -198,6 +202,7 @@ def set_rng_states(d:dict # as returned by `get_rng_states`
 # %% ../nbs/00_core.ipynb #b25724ae
 def _np_safe_globals():
     "NumPy types that RNG states and metadata legitimately hold."
+    import numpy as np
     core = getattr(np, '_core', None) or np.core  # numpy 2 renamed numpy.core
     gl = [np.ndarray, np.dtype, core.multiarray._reconstruct]
     gl += [type(np.dtype(t)) for t in ('uint32', 'int64', 'float64', 'float32', 'int32', 'bool')]
@@ -208,6 +213,7 @@ def save_checkpoint(path:str|Path, # file to write (parent folders are created)
                     state:dict, # e.g. {'model': sd, 'config': {...}, 'num_classes': 751}
                    )->Path:
     "Write `state` (plus the reid_nb version) atomically with `torch.save`."
+    import torch
     from reid_nb import __version__
     if not isinstance(state, dict): raise TypeError(f"save_checkpoint expects a dict, got {type(state).__name__}")
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -220,6 +226,7 @@ def load_checkpoint(path:str|Path, # a file written by `save_checkpoint` (or any
                     map_location='cpu', # where tensors are loaded
                    )->dict:
     "Load a checkpoint without unpickling arbitrary objects; errors name the file and say what is wrong with it."
+    import torch
     path = Path(path)
     if not path.is_file(): raise InputFileError(f"checkpoint {path} does not exist")
     if path.stat().st_size == 0: raise InputFileError(f"checkpoint {path} is empty (0 bytes)")

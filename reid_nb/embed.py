@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from PIL import Image
-from fastprogress.fastprogress import progress_bar
-from .core import InputValueError, InputTypeError, interactive
+from .core import InputValueError, InputTypeError, Progress
 from .data.loaders import load_image
 from .data.transforms import build_transforms, resize_batch
 from .evaluate import TEST_DEFAULTS
@@ -75,7 +74,7 @@ class Embedder:
                  amp:bool|None=None, # PyTorch on CUDA: bf16/fp16 autocast (None: on)
                  channels_last:bool|None=None, # PyTorch: channels-last memory (None: on CUDA)
                  threads:int|None=None, # ONNX Runtime, OpenVINO: inference threads (None: the runtime's default)
-                 progress:bool|None=None, # progress bar; None: for more than 1000 inputs when a person watches
+                 progress:bool|None=None, # show progress (`reid_nb.core.Progress`: a bar on a terminal, else a line per ~10 %); None: for more than 1000 inputs
                 ):
         self.backend = load_backend(model, device=device, amp=amp, channels_last=channels_last, threads=threads)
         self.size = self.backend.meta.input_size(size)
@@ -112,10 +111,13 @@ class Embedder:
         "N×D L2-normalised float32 embeddings, one row per image, in input order."
         items = _as_items(x)
         if not items: raise InputValueError("nothing to embed: the input list is empty")
-        batches = self._batches(items)
-        show = self.progress if self.progress is not None else (interactive() and len(items) > 1000)
-        if show: batches = progress_bar(batches, total=-(-len(items) // self.batch_size), leave=False)
-        out = torch.cat([self._forward(b) for b in batches])
+        show = self.progress if self.progress is not None else len(items) > 1000
+        paths = all(isinstance(i, (str, os.PathLike)) for i in items)   # else an item may hold several crops: counted, no total
+        with Progress(len(items) if paths else None, desc='embed', unit='images', quiet=not show) as bar:
+            out = []
+            for b in self._batches(items):
+                out.append(self._forward(b)); bar.update(len(b))
+        out = torch.cat(out)
         return out if as_tensor else out.cpu().numpy().astype(np.float32, copy=False)
     __call__ = embed
 

@@ -120,7 +120,7 @@ def extract_features(model:nn.Module, # image batch B×3×H×W in [0, 1] -> B×D
             if bp is None: paths = None                      # paths only if every batch has them
             elif paths is not None: paths.extend(bp)
     finally: model.train(was_training)
-    if not feats: raise InputValueError("extract_features: the loader yielded no batch")
+    if not feats: raise InputValueError("no images to extract features from: the query or gallery set is empty")
     return Features(torch.cat(feats), torch.cat(pids), torch.cat(camids), paths,
                     torch.cat(sps) if spatial else None, torch.cat(fws) if spatial else None)
 
@@ -153,14 +153,26 @@ class ReIDResult:
         d.update({f"TPR@FPR={f:.0e}": t for f, t in self.tpr_at_fpr.items()})
         return d
 
+    def dropped(self)->str:
+        "One line that accounts for every query left out of the scores, by cause ('' when all were scored)."
+        nq, out = len(self.valid), ~self.valid.cpu()
+        if not out.any(): return ''
+        absent = int((out & ~torch.isin(self.q_pids.cpu(), self.g_pids.cpu())).sum())   # the identity has no gallery image at all
+        same_cam = int(out.sum()) - absent   # its gallery images were all taken by the query's camera: the protocol removes them
+        v = lambda n: 'has' if n == 1 else 'have'
+        causes = ([f"{same_cam} {v(same_cam)} only same-camera matches"] if same_cam else []) + ([f"{absent} {v(absent)} no match in the gallery"] if absent else [])
+        return f"Queries {self.num_valid}/{nq}: " + ', '.join(causes)
+
     def table(self, name:str='')->str:
-        "A FastReID-style results table."
+        "A FastReID-style results table, every score in percent (TPR@FPR too); a last line accounts for the queries not scored."
         d = self.metrics()
+        d.update({k: v * 100 for k, v in d.items() if k.startswith('TPR')})
         cols = (['Dataset'] if name else []) + list(d)
-        vals = ([name] if name else []) + [v if isinstance(v, str) else f"{v:.4f}" if k.startswith('TPR') else f"{v:.2f}" for k, v in d.items()]
+        vals = ([name] if name else []) + [v if isinstance(v, str) else f"{v:.2f}" for k, v in d.items()]
         w = [max(len(c), len(v)) for c, v in zip(cols, vals)]
         line = lambda xs: '| ' + ' | '.join(x.ljust(n) for x, n in zip(xs, w)) + ' |'
-        return '\n'.join([line(cols), '|' + '|'.join(':' + '-' * n + ':' for n in w) + '|', line(vals)])
+        rows = ['scores in % (Queries: scored / all)', line(cols), '|' + '|'.join(':' + '-' * n + ':' for n in w) + '|', line(vals)]
+        return '\n'.join(rows + ([self.dropped()] if self.dropped() else []))
     def __repr__(self): return self.table()
 
     def plot_rank_list(self, n:int=5, # queries to show

@@ -14,11 +14,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from .core import InputError, InputValueError, InputFileError, InputTypeError
+from .core import InputError, InputValueError, InputFileError, InputTypeError, Progress
 from .heads import embedding_of
 from .models import ModelMeta, load_reid_model
 from .embed import CropDataset
-from .data.datasets import IMG_EXTS
+from .data.datasets import IMG_EXTS, skip_unreadable
 from .runtime import (register_exporter, load_backend, ort_session, onnx_meta, OrtBackend, OpenVINOBackend,
                              import_openvino, import_tensorrt)
 
@@ -185,22 +185,28 @@ def _correct_conv_bias(m:onnx.ModelProto, wq:dict, means:dict):
 # %% ../nbs/42_export.ipynb #4b31d145
 def _check_int8(calib, float_convs:int=0):
     "Refuse, before any work, int8 settings that cannot work: no calibration crops, a folder that is not there, float_convs < 0."
-    if calib is None: raise InputValueError("int8 needs real crops to calibrate on: calib= (reid-nb export --calib DIR), e.g. a folder of training crops")
+    if calib is None: raise InputValueError("int8 needs real crops to calibrate on: calib=DIR, a folder of training crops for instance")
     if isinstance(calib, (str, os.PathLike)) and not Path(calib).is_dir(): raise InputFileError(f"calibration folder {calib} does not exist")
-    if float_convs < 0: raise InputValueError(f"float_convs must be 0 or more; got {float_convs}")
+    if float_convs < 0: raise InputValueError(f"float_convs={float_convs}: must be 0 or more")
 
-def _calib_batches(calib, size, batch_size:int, num_workers:int=0):
-    "Batches of N×3×H×W float arrays from a loader, an iterable of tensors, or image paths / a folder."
+def _calib_batches(calib, size, batch_size:int, num_workers:int=0, n_images:int|None=None):
+    "Batches of N×3×H×W float arrays from a loader, an iterable of tensors, or image paths / a folder (unreadable images skipped)."
+    total, source = None, 'the calibration images'
     if isinstance(calib, (str, os.PathLike)):
-        root = Path(calib)
+        root = source = Path(calib)
         calib = sorted(p for p in root.rglob('*') if p.suffix.lower() in IMG_EXTS)
         if not calib: raise InputFileError(f"calibration folder {root} holds no images ({', '.join(IMG_EXTS)})")
     if isinstance(calib, (list, tuple)) and calib and isinstance(calib[0], (str, os.PathLike)):
         if size is None: raise InputValueError("calibrating from image files needs the test size: the ONNX file has no reid_nb metadata")
-        calib = torch.utils.data.DataLoader(CropDataset(list(calib), size), batch_size=batch_size, num_workers=num_workers)
-    for b in calib:
-        x = b[0] if isinstance(b, (tuple, list)) else b
-        yield np.ascontiguousarray(torch.as_tensor(x).float().cpu().numpy(), dtype=np.float32)
+        import pandas as pd   # one policy with training: unreadable images are skipped, named in one warning
+        calib = skip_unreadable(pd.DataFrame({'path': [str(p) for p in calib]}), source=source).path.tolist()
+        total = min(len(calib), n_images or len(calib))
+        calib = torch.utils.data.DataLoader(CropDataset(calib, size), batch_size=batch_size, num_workers=num_workers)
+    with Progress(total, desc='calibrate', unit='images', quiet=total is None or total < 100) as bar:
+        for b in calib:
+            x = b[0] if isinstance(b, (tuple, list)) else b
+            yield np.ascontiguousarray(torch.as_tensor(x).float().cpu().numpy(), dtype=np.float32)
+            bar.update(min(len(x), (total or len(x)) - bar.n))
 
 def quantize_onnx(src:str|Path, # a float32 .onnx file (from `export_onnx`)
                   dst:str|Path, # the int8 file to write
@@ -229,7 +235,7 @@ def quantize_onnx(src:str|Path, # a float32 .onnx file (from `export_onnx`)
     if method not in methods: raise InputValueError(f"method must be one of {list(methods)}; got {method!r}")
     name = onnx.load(str(src), load_external_data=False).graph.input[0].name
     batches, seen = [], 0
-    for x in _calib_batches(calib, meta.get('size_test'), batch_size, num_workers):
+    for x in _calib_batches(calib, meta.get('size_test'), batch_size, num_workers, n_images):
         if seen >= n_images: break
         x = x[:n_images - seen]; batches.append(x); seen += len(x)
     if seen == 0: raise InputValueError("calibration data gave no images")

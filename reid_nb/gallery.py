@@ -6,7 +6,7 @@ Docs: https://reid-nb.github.io/reid_nb/gallery.html.md"""
 
 # %% ../nbs/43_gallery.ipynb #58b14713
 from __future__ import annotations
-import json, math, os, shutil, tempfile
+import json, math, os, re, shutil, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -236,7 +236,8 @@ def _search(self:Gallery,
     q = _as_f32(queries, 'queries')
     if q.shape[1] != self.dim: raise InputValueError(f"queries have dimension {q.shape[1]}, the gallery {self.dim}")
     k = int(k)
-    if not 1 <= k <= len(self): raise InputValueError(f"k={k} but the gallery holds {len(self)} vectors")
+    if k < 1: raise InputValueError(f"k must be 1 or more (neighbours per query); got {k}")
+    if k > len(self): raise InputValueError(f"k={k} but the gallery holds {len(self)} vectors")
     if self.metric == 'cosine': q = q.copy(); faiss.normalize_L2(q)
     nq = len(q)
     D, I = np.full((nq, k), np.inf, np.float32), np.full((nq, k), -1, np.int64)
@@ -269,11 +270,12 @@ def _save(self:Gallery, path:str|Path)->Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         faiss.write_index(self.index, str(tmp/'index.faiss'))
+        here = os.path.abspath(path)   # paths are stored relative to the gallery folder: they resolve from anywhere, and move with it
         np.savez(tmp/'meta.npz', ids=self.ids, pids=self.pids, camids=self.camids, alive=self.alive,
-                 paths=np.array(self.paths if self.paths is not None else [], dtype=str))
+                 paths=np.array([os.path.relpath(os.path.abspath(p), here) for p in self.paths] if self.paths is not None else [], dtype=str))
         info = dict(format=GALLERY_FORMAT, version=GALLERY_VERSION, reid_nb_version=__version__, dim=self.dim, metric=self.metric,
                     index=self.kind, index_built=self.index_kind, params=self.params, next_id=self.next_id, size=len(self),
-                    has_paths=self.paths is not None, meta=self.meta)
+                    has_paths=self.paths is not None, paths_base='gallery', meta=self.meta)
         (tmp/'gallery.json').write_text(json.dumps(info, indent=1))
         old = None
         if path.exists():
@@ -286,6 +288,21 @@ def _save(self:Gallery, path:str|Path)->Path:
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+def _faiss_reason(e:Exception)->str:
+    "A faiss error in one line, whole, without faiss's C++ location (`Error in faiss::... at file.cpp:69: Error: 'f' failed: `)."
+    msg = ' '.join(str(e).split())
+    return re.sub(r"^Error in .*? at \S+:\d+: (Error: '.*?' failed: )?", '', msg) or msg
+
+def _resolve_paths(paths:list, folder:Path, base:str|None)->list:
+    "Absolute image paths of a saved gallery: stored relative to its folder (older galleries: to where they were built)."
+    # a gallery written before paths_base (`base` None) kept them as given: found from the current folder, else from its parent
+    here = os.path.abspath(folder)
+    if base == 'gallery': return [os.path.normpath(os.path.join(here, p)) for p in paths]
+    rel = [p for p in paths if not os.path.isabs(p)]
+    if not rel or all(os.path.exists(p) for p in rel[:20]): return [os.path.abspath(p) for p in paths]
+    up = os.path.dirname(here)
+    return [os.path.normpath(os.path.join(up, p)) if not os.path.isabs(p) and os.path.exists(os.path.join(up, p)) else p for p in paths]
 
 @classmethod
 def _load(cls, path:str|Path, # a folder written by `Gallery.save`
@@ -305,11 +322,11 @@ def _load(cls, path:str|Path, # a folder written by `Gallery.save`
     try:
         g.index = faiss.read_index(str(path/'index.faiss'), faiss.IO_FLAG_MMAP if mmap else 0)
         m = np.load(path/'meta.npz')
-    except Exception as e: raise InputFileError(f"{path}: cannot read the index or its metadata ({' '.join(str(e).split())[:120]})") from None
+    except Exception as e: raise InputFileError(f"{path}: cannot read the index or its metadata ({_faiss_reason(e)})") from None
     g.kind_built, g.read_only = info.get('index_built', info['index']), mmap
     g.ids, g.pids, g.camids, g.alive = m['ids'], m['pids'], m['camids'], m['alive'].copy()
     g._n_alive = int(g.alive.sum())
-    g.paths = m['paths'].tolist() if info.get('has_paths') else None
+    g.paths = _resolve_paths(m['paths'].tolist(), path, info.get('paths_base')) if info.get('has_paths') else None
     g.next_id = info.get('next_id', int(g.ids.max()) + 1 if len(g.ids) else 0)
     if g.index.ntotal != len(g.ids) or g.index.d != g.dim:
         raise InputFileError(f"{path}: the index holds {g.index.ntotal}×{g.index.d} vectors but the metadata {len(g.ids)}×{g.dim}")

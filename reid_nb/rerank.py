@@ -250,7 +250,7 @@ def rerank_features(qf:Tensor, # q×D query features
     "`re_ranking` of the distances between `qf` and `gf`, computed without any N×N matrix; q×g on their device."
     if qf.ndim != 2 or gf.ndim != 2 or qf.shape[1] != gf.shape[1] or not len(qf) or not len(gf):
         raise ValueError(f"rerank_features: qf {tuple(qf.shape)} and gf {tuple(gf.shape)} must be non-empty q×D and g×D")
-    if metric not in _METRICS: raise ValueError(f"rerank_features: metric={metric!r}; expected one of {_METRICS}")
+    if metric not in _METRICS: raise InputValueError(f"metric={metric!r}: re-ranking knows {_METRICS}")
     q = len(qf)
     x = _Stacked(qf, gf.to(qf.device))
     N = len(x)
@@ -276,8 +276,8 @@ def jaccard_distance(feats:Tensor, # N×D features (L2-normalised inside)
                     ):
     "k-reciprocal Jaccard distances between all rows of `feats`: a scipy CSR N×N matrix, stored where < 1 (diagonal: explicit 0)."
     import scipy.sparse as sp
-    if feats.ndim != 2 or len(feats) < 2: raise InputValueError(f"jaccard_distance: feats must be N×D with N >= 2, got {tuple(feats.shape)}")
-    if k1 < 1 or k2 < 1: raise InputValueError(f"jaccard_distance: k1={k1} and k2={k2} must be >= 1")
+    if feats.ndim != 2 or len(feats) < 2: raise InputValueError(f"k-reciprocal re-ranking compares images with each other: it needs at least 2 images (features N×D), got {tuple(feats.shape)}")
+    if k1 < 1 or k2 < 1: raise InputValueError(f"k1={k1} and k2={k2}: the k-reciprocal neighbourhoods must hold at least 1 image each")
     f = F.normalize(feats.float(), dim=1); N = len(f)
     x = _Stacked(f, f[:0])
     K = min(max(k1 + 1, k2), N); W = min(max(K, 2 * (k1 + 1)), N)
@@ -319,7 +319,7 @@ def query_expansion(qf:Tensor, # q×D query features
     "α-weighted query expansion of queries and gallery (FastReID's `aqe`); returns the new (qf, gf)."
     q = len(qf); f = torch.cat([qf, gf]).float()
     if not 1 <= qe_k <= len(f):
-        raise ValueError(f"query_expansion: qe_k={qe_k} must be between 1 and the number of features, {len(f)}")
+        raise InputValueError(f"qe_k={qe_k}: query expansion averages the top qe_k images, so it must be between 1 and the number of images, {len(f)}")
     for _ in range(qe_times):
         fn = F.normalize(f, dim=1)
         new = torch.empty_like(f)

@@ -36,16 +36,17 @@ def plot_rank_list(q_paths, # path of each query image
                    q_pids, g_pids, # identities, to colour the frames
                    queries=5, # how many queries (the first ones), or a list of query indices
                    topk:int=10, # gallery items per row
-                   size=(128, 64), # (h, w) of each tile
-                   scale:float=0.6, # inches per 100 pixels
+                   size=(128, 64), # (h, w) of the images (the model's input); tiles are drawn at least 128 px tall
+                   scale:float=1.0, # inches per 100 tile pixels
                   ):
     "A grid: one query per row, then its top-k gallery images framed green (same identity), red, or grey (identity unknown, -1)."
     topk_idx = np.asarray(topk_idx)
     qs = list(range(min(queries, len(topk_idx)))) if isinstance(queries, int) else list(queries)
     k = min(topk, topk_idx.shape[1])
-    h, w = size
-    fig, axs = plt.subplots(len(qs), k + 1, figsize=((k + 1) * w / 100 / scale * 0.5, len(qs) * h / 100 / scale * 0.5),
-                            squeeze=False)
+    f = max(1., 128 / size[0])   # a 64×32 model's crops, drawn 64 px tall, are unreadable and their titles overlap: upscale
+    size = h, w = round(size[0] * f), round(size[1] * f)
+    fig, axs = plt.subplots(len(qs), k + 1, figsize=((k + 1) * (w / 100 + 0.1) * scale, len(qs) * (h / 100 + 0.25) * scale),
+                            squeeze=False)   # + room for the titles
     for row, q in enumerate(qs):
         axs[row, 0].imshow(_frame(_load_img(q_paths[q], size), (40, 40, 40)))
         axs[row, 0].set_title(f"q{q} id {q_pids[q]}", fontsize=6)

@@ -76,4 +76,34 @@ def test_export_formats_from_the_registry(crops, tmp_path):
     shutil.copy(crops/'m.pth', tmp_path/'m.pth')
     assert export_model(tmp_path/'m.pth', 'openvino') == tmp_path/'m.xml'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['m.bin', 'm.pth', 'm.xml']
-    with pytest.raises(CLIError, match='is the weights file itself'): export_model(tmp_path/'m.pth', 'onnx', tmp_path/'m.pth')
+    with pytest.raises(CLIError, match='is the input --weights'): export_model(tmp_path/'m.pth', 'onnx', tmp_path/'m.pth')
+
+def test_gallery_paths_resolve_from_anywhere(crops, tmp_path, monkeypatch):
+    "A gallery embedded and indexed with relative paths, searched from another folder: the paths printed exist (issue 19, item 14)."
+    shutil.copytree(crops/'crops', tmp_path/'site'/'crops'); shutil.copy(crops/'m.pth', tmp_path/'site'/'m.pth')
+    monkeypatch.chdir(tmp_path/'site')
+    for args in (('embed', 'crops', '--weights', 'm.pth', '-o', 'f.npz'), ('index', 'f.npz', '-o', 'gal')):
+        p = reid_nb(*args, cache=tmp_path/'cache'); assert p.returncode == 0, p.stderr[-2000:]
+    monkeypatch.chdir(tmp_path)
+    for gallery in ('site/gal', LANDED/'gallery'):
+        q = str(sorted((tmp_path/'site'/'crops').glob('*.jpg'))[0])
+        p = reid_nb('search', q, '--gallery', gallery, '--weights', 'site/m.pth', '-k', 99, '--plot', tmp_path/'r.png', '--overwrite',
+                    cache=tmp_path/'cache')
+        assert p.returncode == 0, p.stderr[-2000:]
+        lines = p.stdout.splitlines()
+        assert lines[0].startswith('note: -k 99 but') and lines[0].endswith('images: showing all ' + str(len(lines) - 3)), lines   # clamped, said once
+        rows = [l for l in lines[2:] if l.startswith('  ')]
+        assert rows and all(Path(r.split()[-1]).is_file() for r in rows), p.stdout                # dead paths no more
+        assert all(r.split()[3] == '(cosine)' for r in rows), rows                                 # the distance is named
+    w, h = Image.open(tmp_path/'r.png').size
+    assert h >= 128, (w, h)                                                 # 48×24 crops drawn at a readable size
+
+def test_cli_starts_without_torch():
+    "`reid-nb --help`, each command's help and parsing import neither torch nor numpy (they take seconds): issue 19, item 20."
+    import subprocess, sys
+    code = ("import sys; from reid_nb.cli import build_parser; p = build_parser(); p.format_help(); "
+            "[sp.format_help() for sp in p._subparsers._group_actions[0].choices.values()]; "
+            "p.parse_args(['export', '--weights', 'w.pth', '--format', 'onnx']); "
+            "print(sorted(m for m in ('torch', 'numpy', 'pandas', 'fastai', 'timm', 'faiss') if m in sys.modules))")
+    p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == '[]', (p.stdout, p.stderr[-2000:])

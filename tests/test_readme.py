@@ -19,3 +19,8 @@ def test_readme_shows_setup_and_test_commands():
     ci = (ROOT/'.ci'/'run').read_text()
     for cmd in ('pip install -e ".[dev]"', 'nbdev-test --n-workers 1 && pytest tests'):
         assert cmd in readme and cmd in ci, cmd
+
+def test_readme_sections_once():
+    "Each `## ` section of README.md appears once (its Data section was printed twice)."
+    heads = [l for l in (ROOT/'README.md').read_text().splitlines() if l.startswith('## ')]
+    assert len(heads) == len(set(heads)), sorted(h for h in heads if heads.count(h) > 1)

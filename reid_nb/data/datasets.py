@@ -30,6 +30,7 @@ class DatasetWarning(UserWarning):
 
 def validate_frame(df:pd.DataFrame, # a re-id frame
                    name:str='frame', # what to call it in error messages
+                   files:bool=False, # also check that every `path` exists (a count and the first few missing, at once)
                   )->pd.DataFrame:
     "Check columns, dtypes and split names of a re-id frame; raise a `ValueError` naming the column and rows at fault."
     if not isinstance(df, pd.DataFrame): raise InputTypeError(f"{name}: expected a pandas DataFrame, got {type(df).__name__}")
@@ -49,6 +50,9 @@ def validate_frame(df:pd.DataFrame, # a re-id frame
     for c in ('path', 'dataset'):
         bad = df.index[~df[c].map(lambda v: isinstance(v, str))]
         if len(bad): raise InputValueError(f"{name}: column {c!r} must hold strings; row {bad[0]} has {df[c][bad[0]]!r}")
+    if files:
+        gone = [p for p in dict.fromkeys(df.path) if not os.path.isfile(p)]
+        if gone: raise InputFileError(f"{name}: {len(gone)} of {df.path.nunique()} image files do not exist, e.g. {', '.join(gone[:3])}")
     return df
 
 # %% ../../nbs/01_data.datasets.ipynb #8847d85f
@@ -109,13 +113,6 @@ def _scan(folder:Path, rx:re.Pattern, rule:str, split:str, dataset:str, rep:_Rep
             rep.skip(p, f"camera {cam} outside the {dataset} range {cams[0]}..{cams[1]}", on_bad); continue
         rep.rows.append((str(p), pid, -1 if cam is None else cam - cam_base, split, dataset))
 
-def _check_query_in_gallery(df:pd.DataFrame, name:str):
-    q, g = df.pid[df.split == 'query'], df.pid[df.split == 'gallery']
-    if len(q) and len(g):
-        lost = sorted(set(q) - set(g))
-        if lost: warnings.warn(f"{name}: {len(lost)} query identit{'y' if len(lost) == 1 else 'ies'} with no image in the gallery "
-                               f"(they can never be matched): pids {lost[:20]}{' ...' if len(lost) > 20 else ''}", DatasetWarning, stacklevel=3)
-
 def _finish(rep:_Report, name:str)->pd.DataFrame:
     "Frame from `rep.rows`, with the report in `attrs`, warnings and validation."
     df = pd.DataFrame(rep.rows, columns=COLUMNS).astype({'pid': 'int64', 'camid': 'int64'})
@@ -127,7 +124,6 @@ def _finish(rep:_Report, name:str)->pd.DataFrame:
     if rep.junk:
         warnings.warn(f"{name}: dropped {sum(rep.junk.values())} junk image(s) as the benchmark prescribes ({rep.junk}; "
                       f"counted in df.attrs['junk'])", DatasetWarning, stacklevel=3)
-    _check_query_in_gallery(df, name)
     return validate_frame(df, name)
 
 def _split_folders_dataset(root, name:str, dataset:str, subdirs:tuple, dirs:dict, rx:re.Pattern, rule:str, cams:tuple,
@@ -418,8 +414,7 @@ def from_csv(path, # CSV with columns path, pid[, camid, split, dataset]
         df[c] = v.astype('int64')
     df['path'] = [p if os.path.isabs(p) else os.path.abspath(path.parent/p) for p in df.path.astype(str)]
     df = df[COLUMNS + [c for c in df.columns if c not in COLUMNS]]
-    validate_frame(df, f'from_csv({path})')
-    _check_query_in_gallery(df, f'from_csv({path})')
+    validate_frame(df, f'from_csv({path})', files=True)
     return df
 
 # %% ../../nbs/01_data.datasets.ipynb #51dcc346

@@ -197,7 +197,7 @@ def check_reid_frame(df:pd.DataFrame, # a re-id frame
                      train:bool=True, # training rows are needed (False: evaluation only)
                     )->pd.DataFrame:
     "`validate_frame`, plus what `reid_dataloaders` needs: train (if `train`), query and gallery rows; warns about unmatched queries."
-    validate_frame(df, 'reid_dataloaders frame')
+    validate_frame(df, 'reid_dataloaders frame', files=True)   # a missing file: said now, not at the first batch
     splits = df['split'].value_counts().to_dict()
     for s in ('train', 'query', 'gallery') if train else ('query', 'gallery'):
         if not splits.get(s): raise InputValueError(f"the frame has no {s!r} rows (split counts: {splits})")

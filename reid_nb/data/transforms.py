@@ -113,7 +113,7 @@ def build_transforms(size=DEFAULT_SIZE, # (H, W) output size; an int resizes the
                     if is_train else T.CenterCrop(crop_size))
     if is_train:
         if padding > 0:
-            if not do_resize: raise InputValueError("padding needs a `size` to crop back to")
+            if not do_resize: raise InputValueError("random-crop padding (INPUT.PADDING) needs the input size to crop back to: give size=(H, W) (INPUT.SIZE_TRAIN)")
             tfms += [T.Pad(padding, padding_mode=padding_mode), T.RandomCrop(size)]
         if flip_prob > 0: tfms.append(T.RandomHorizontalFlip(flip_prob))
         if cj_prob > 0:
