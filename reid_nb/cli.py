@@ -32,7 +32,7 @@ def _check_output(out, # the file or folder a command is about to write
         if p == o: raise CLIError(f"{flag} {out} is the input {what}: choose another {flag}")
         if folder and o in p.parents: raise CLIError(f"{flag} {out} holds the input {what} {p}: choose another {flag}")
     if out.is_dir() and not folder:
-        raise CLIError(f"{flag} {out} is a folder: name the file to write, e.g. {out/'model'}")
+        raise CLIError(f"{flag} {out} is a folder: name the file to write (in it, or elsewhere)")
     if out.exists() and folder and not out.is_dir(): raise CLIError(f"{flag} {out} is a file; a folder is written there: choose another {flag}")
     if out.exists() and not overwrite and not (folder and not any(out.iterdir())):
         raise CLIError(f"{flag} {out} already exists: pass --overwrite to replace it, or choose another {flag}")
@@ -196,7 +196,7 @@ def _recipe_with_opts(r:dict, # a checkpoint's recipe
                      )->dict:
     "`r` with the overrides applied to its test settings (as the config would set them); a key that an evaluation does not read is refused."
     import copy
-    from reid_nb.config import get_default_config, cfg_set, merge_opts
+    from reid_nb.config import get_default_config, cfg_get, cfg_set, merge_opts
     from reid_nb.fastreid import recipe_from_config
     if not opts: return r
     t, d, run = r.get('test', {}), r['data'], r['run']
@@ -210,7 +210,8 @@ def _recipe_with_opts(r:dict, # a checkpoint's recipe
                   'TEST.AQE.QE_TIME': qe.get('qe_times'), 'TEST.AQE.QE_K': qe.get('qe_k'), 'TEST.AQE.ALPHA': qe.get('alpha')})
     for k, v in known.items():
         if v is not None: cfg_set(cfg, k, v)
-    merge_opts(cfg, opts)   # an unknown key or a bad value: its one-line error
+    for k in opts[::2]: cfg_get(cfg, k)   # an unknown key: the config's one-line error, naming the whole key
+    merge_opts(cfg, opts)                 # a bad value: its one-line error
     new = recipe_from_config(cfg)
     for k in opts[::2]:
         if not k.startswith(_EVAL_KEYS) and k not in _EVAL_KEYS:
