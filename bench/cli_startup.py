@@ -15,9 +15,10 @@ from _common import REPO, provenance, save_json
 CASES = {'help': ['--help'], 'arg error': ['--no-such-option']}
 
 def run_once(code:Path, argv:list)->float:
+    "Seconds for one start-up, run in `code` (`python -c` puts the current folder first on sys.path, before PYTHONPATH)."
     t = time.perf_counter()
     subprocess.run([sys.executable, '-c', 'import sys; from reid_nb.cli import main; sys.exit(main())', *argv],
-                   capture_output=True, env={**os.environ, 'PYTHONPATH': str(code), 'OMP_NUM_THREADS': '1'}, timeout=120)
+                   cwd=code, capture_output=True, env={**os.environ, 'PYTHONPATH': str(code), 'OMP_NUM_THREADS': '1'}, timeout=120)
     return time.perf_counter() - t
 
 def tree_at(rev:str)->Path:
