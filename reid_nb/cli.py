@@ -258,26 +258,44 @@ def embed_images(src:str, # a folder of images or a CSV with a `path` column
                  flip:bool=False, # flip TTA
                  batch_size:int=64, # crops per forward pass
                  size=None, # (H, W) when the weights do not record it
+                 tracks:bool=False, # `src` is a folder of tracklets (one sub-folder of frames each): one vector per track, the mean of its frames'
                 )->Path:
-    "Embed the images of `src` into `out` (.npz: feats, paths, pids, camids, and meta: the model's description); returns `out`."
+    "Embed the images (or tracks) of `src` into `out` (.npz: feats, paths [track folders with --tracks], pids, camids, meta: the model's description); returns `out`."
     import dataclasses
     import numpy as np
+    import pandas as pd
     from reid_nb.data.datasets import skip_unreadable
     from reid_nb.embed import Embedder
     if not Path(weights).is_file(): raise CLIError(f"weights file {weights} does not exist")
-    df = skip_unreadable(_image_frame(src), source=src, cache=cache_dir()/'verified_images.json')
+    if tracks:
+        from reid_nb.data.video import from_track_folders
+        if not Path(src).is_dir(): raise CLIError(f"--tracks: {src} is not a folder of track folders")
+        df = from_track_folders(src)
+    else: df = _image_frame(src)
+    df = skip_unreadable(df, source=src, cache=cache_dir()/'verified_images.json')
     emb = Embedder(weights, size=size, flip=flip, batch_size=batch_size)
+    temporal = str((emb.backend.meta.build or {}).get('meta_arch', '')).removeprefix('video_')
+    if tracks and temporal in ('max', 'attention'):
+        raise CLIError(f"--tracks averages a track's frame embeddings; {weights} pools its frames by {temporal}: embed its tracks in Python "
+                       "(reid_nb.evaluate.extract_features on reid_dataloaders(df, seq_len=T)) or use a mean model")
     t0 = time.time()
     f = emb(df.path.tolist())
+    if tracks:   # one row per track: the mean of its L2-normalised frame embeddings (the video model's mean pooling, at runtime)
+        import torch
+        from reid_nb.evaluate import Features
+        from reid_nb.video import merge_chunks
+        m = merge_chunks(Features(torch.as_tensor(f), df.pid.to_numpy(), df.camid.to_numpy(), [str(Path(src)/t) for t in df.tracklet]))
+        df = pd.DataFrame(dict(path=m.paths, pid=m.pids.numpy(), camid=m.camids.numpy()))
+        f = m.feats.numpy()
     meta = dataclasses.replace(emb.backend.meta, size_test=emb.size,   # the size the features were made at
-                               extra=dict(weights=str(Path(weights).resolve()), flip=flip, dim=int(f.shape[1]), source=str(src)))
+                               extra=dict(weights=str(Path(weights).resolve()), flip=flip, dim=int(f.shape[1]), source=str(src), **({'tracks': 'mean of frames'} if tracks else {})))
     out = Path(out if str(out).endswith('.npz') else f"{out}.npz")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name[:-4] + '.tmp.npz')
     np.savez(tmp, feats=f, paths=np.array(df.path.tolist(), dtype=str), pids=df.pid.to_numpy(np.int64), camids=df.camid.to_numpy(np.int64),
              meta=json.dumps(meta.to_dict()))
     os.replace(tmp, out)
-    print(f"embedded {len(f)} images -> {out} ({f.shape[1]}-d, {time.time() - t0:.0f} s)", flush=True)
+    print(f"embedded {len(f)} {'tracks' if tracks else 'images'} -> {out} ({f.shape[1]}-d, {time.time() - t0:.0f} s)", flush=True)
     return out
 
 def _read_feats(path:str)->dict:
@@ -394,7 +412,7 @@ COMMANDS = {  # sub-command: (function, one-line help, what its signature cannot
               dict(flags={'eval_csv': '--eval'}, choices={'method': ('mlt', 'dbscan', 'none')})),
     'export': (export_model, 'export a checkpoint for deployment (ONNX, int8 ONNX, OpenVINO, TensorRT)',
                dict(flags={'fmt': '--format'}, choices={'fmt': _export_formats, 'precision': ('fp32', 'fp16', 'bf16', 'int8')})),
-    'embed': (embed_images, 'embed a folder of images (or a CSV with a path column) into a .npz', dict(positional=('src',))),
+    'embed': (embed_images, 'embed a folder of images (or a CSV with a path column; or of tracks, --tracks) into a .npz', dict(positional=('src',))),
     'index': (build_gallery, 'build a searchable gallery from a features .npz',
               dict(positional=('feats',), choices={'index': ('auto', 'flat', 'ivfpq', 'hnsw')})),
     'search': (search_gallery, 'search query images in a gallery', dict(positional=('images',))),

@@ -23,7 +23,7 @@ from ..core import InputKeyError, InputValueError, InputFileError, DEFAULT_SIZE
 from .samplers import IdentitySampler, BalancedIdentitySampler, DomainBalancedSampler
 from .transforms import build_transforms, transform_defaults, ToFloatTensor
 from .datasets import validate_frame, DatasetWarning
-from .video import TrackletDataset
+from .video import TrackletDataset, SAMPLE_METHODS
 
 # %% auto #0
 __all__ = ['DATA_DEFAULTS', 'load_image', 'ReIDDataset', 'ReIDLoader', 'QueryGalleryLoader', 'ReIDDataLoaders',
@@ -251,6 +251,7 @@ def reid_dataloaders(df:pd.DataFrame, # a re-id frame: path, pid, camid, split (
     train_df = train_df.assign(label=[pid2label[k] for k in _id_keys(train_df, pid2label)])
     train_tfms = build_transforms(size, is_train=True, **tfm_opts)
     test_tfms = build_transforms(size_test, is_train=False, **{k: v for k, v in tfm_opts.items() if k in _TEST_KEYS})
+    if seq_len and sample not in SAMPLE_METHODS: raise InputValueError(f"reid_dataloaders: sample={sample!r} is not a training sample method; use one of {SAMPLE_METHODS}")
     if seq_len and (sampler == 'domain' or train_df['dataset'].nunique() > 1):
         raise InputValueError("reid_dataloaders(seq_len=...): tracklets of one dataset only (no 'domain' sampler)")
     video = lambda d, smp, tf, p2l=None: TrackletDataset(d, seq_len, smp, tf, p2l, load=load_image)
