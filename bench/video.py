@@ -42,12 +42,12 @@ def track_features(v, pooled, df, T):
         for c in frame_chunks(len(ix), T): rows.append(ix[c]); tids.append(tid); pids.append(g.pid.iat[0]); cams.append(g.camid.iat[0])
     v.eval()
     with torch.no_grad():
-        emb = torch.cat([v.frame.heads(v.aggregate(pooled[torch.as_tensor(np.stack(rows[i:i + 512]))])[..., None, None]) for i in range(0, len(rows), 512)])
+        emb = torch.cat([v.heads(v.aggregate(pooled[torch.as_tensor(np.stack(rows[i:i + 512]))])[..., None, None]) for i in range(0, len(rows), 512)])
     return merge_chunks(Features(F.normalize(emb, dim=1), pids, cams, tids))
 
 def image_features(v, pooled, df):
     from reid_nb.evaluate import Features
-    with torch.no_grad(): emb = v.eval().frame.heads(pooled[torch.as_tensor(df['row'].to_numpy().copy())][..., None, None])
+    with torch.no_grad(): emb = v.eval().heads(pooled[torch.as_tensor(df['row'].to_numpy().copy())][..., None, None])
     return Features(F.normalize(emb, dim=1), df.pid.to_numpy(), df.camid.to_numpy(), df.path.tolist())
 
 def pk_chunks(rng, tracks, labels, P, K, T):
@@ -72,7 +72,7 @@ def train_attention(v, pooled, train, T, iters, seed=0):
     v.eval(); v.attention.train()
     for it in range(iters):
         rows, y = pk_chunks(rng, tracks, labels, 16, 4, T)
-        emb = v.frame.heads(v.aggregate(pooled[rows])[..., None, None])
+        emb = v.heads(v.aggregate(pooled[rows])[..., None, None])
         loss = triplet_loss(emb, y, margin=0.3, norm_feat=True)
         opt.zero_grad(); loss.backward(); opt.step()
     v.eval()
@@ -165,7 +165,8 @@ def main(argv=None):
     if a.video_epochs > 0:   # whole-model fine-tuning on tracklets (attention), then the same evaluation
         vm = to_video(load_reid_model(a.weights), 'attention')
         vm.attention.load_state_dict(v.attention.state_dict())
-        opt = torch.optim.Adam([{'params': vm.frame.parameters(), 'lr': 3.5e-5}, {'params': vm.attention.parameters(), 'lr': 1e-3}])
+        frame_params = [p for n, p in vm.named_parameters() if not n.startswith('attention.')]
+        opt = torch.optim.Adam([{'params': frame_params, 'lr': 3.5e-5}, {'params': vm.attention.parameters(), 'lr': 1e-3}])
         n_it = int(round(a.video_epochs * len(vid_dls.train))); t0 = time.time(); it = 0; vm.train()
         while it < n_it:
             for x, y in vid_dls.train:
