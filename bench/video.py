@@ -176,7 +176,7 @@ def main(argv=None):
         vp = frame_pooled(vm, tr.path.tolist(), size)
         vm.eval()
         rows.append(score('video-trained, attention', 'tracklet → tracklet', ev(track_features(vm, vp, q, T), track_features(vm, vp, g, T))))
-        video_stats = dict(epochs=a.video_epochs, iters=n_it, seconds=round(t_video, 1), last_loss=round(float(loss), 4))
+        video_stats = dict(epochs=a.video_epochs, iters=n_it, seconds=round(t_video, 1), last_loss=round(float(loss.detach()), 4))
     tab = pd.DataFrame(rows)
     print(tab.to_markdown(index=False))
     save_json({**provenance(__file__, argv, threads=a.threads), 'data': proxy_note(df), 'weights': a.weights, 'seq_len': T, 'size': list(size),
