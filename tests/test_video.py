@@ -90,6 +90,13 @@ def test_mars_train_eval_embed(tmp_path, capsys):
     for i, t in enumerate(sorted(tracks.iterdir())):
         v = emb([str(t/f"{k}.jpg") for k in range(3)]).mean(0)
         np.testing.assert_allclose(d['feats'][i], v / np.linalg.norm(v), atol=1e-5)
+    # a gallery of track vectors; an image query finds its track first (image-to-tracklet search)
+    rc, _, err = reid_nb(capsys, 'index', out, '--out', tmp_path/'gallery', cache=cache)
+    assert rc == 0, err[-2000:]
+    rc, text, err = reid_nb(capsys, 'search', tracks/'0012_c1_t1'/'0.jpg', '--gallery', tmp_path/'gallery', '-k', 2, cache=cache)
+    assert rc == 0, err[-2000:]
+    hits = [l.split() for l in text.splitlines() if l.startswith('    1  ') or l.startswith('    2  ')]
+    assert [Path(h[-1]).name for h in hits] == ['0012_c1_t1', '0011_c1_t0'], text
     rc, _, err = reid_nb(capsys, 'embed', out, '--weights', ck, '--out', tmp_path/'x.npz', '--tracks', cache=cache)
     _one_line_error(rc, err, 'is not a folder of track folders')
 
