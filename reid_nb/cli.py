@@ -129,8 +129,10 @@ def train(config_file:str, # FastReID-style YAML
     else: learn = reid_learner(dls, pretrained=pretrained, path=out, cbs=log)
     if overwrite and main_rank:  # only now that the data, the config and the model are known to be good
         for f in earlier: (out/f).unlink()
-    if main_rank: print(f"train: {dls.n_classes} identities, {dls.train.n} images ({len(dls.train)} batches of {dls.train.bs}) at {dls.settings['size']}; "
-          f"test: {dls.query.n} query / {dls.gallery.n} gallery images at {dls.settings['size_test']}; {learn.arch} -> {out}", flush=True)
+    n = lambda dl: len(getattr(dl.dataset, 'tracklets', dl.dataset))   # tracklets (of seq_len frames) or images
+    unit = f"tracklets of {dls.settings['seq_len']} frames" if dls.settings.get('seq_len') else 'images'
+    if main_rank: print(f"train: {dls.n_classes} identities, {n(dls.train)} {unit} ({len(dls.train)} batches of {dls.train.bs}) at {dls.settings['size']}; "
+          f"test: {n(dls.query)} query / {n(dls.gallery)} gallery {unit.split(' of ')[0]} at {dls.settings['size_test']}; {learn.arch} -> {out}", flush=True)
     res = learn.fit_reid(epochs, resume=last if resume else None, save_dir=out/'checkpoints')
     if main_rank: _results(res, out, '+'.join(tests))
     return res
@@ -263,7 +265,6 @@ def embed_images(src:str, # a folder of images or a CSV with a `path` column
     "Embed the images (or tracks) of `src` into `out` (.npz: feats, paths [track folders with --tracks], pids, camids, meta: the model's description); returns `out`."
     import dataclasses
     import numpy as np
-    import pandas as pd
     from reid_nb.data.datasets import skip_unreadable
     from reid_nb.embed import Embedder
     if not Path(weights).is_file(): raise CLIError(f"weights file {weights} does not exist")
@@ -274,19 +275,12 @@ def embed_images(src:str, # a folder of images or a CSV with a `path` column
     else: df = _image_frame(src)
     df = skip_unreadable(df, source=src, cache=cache_dir()/'verified_images.json')
     emb = Embedder(weights, size=size, flip=flip, batch_size=batch_size)
-    temporal = str((emb.backend.meta.build or {}).get('meta_arch', '')).removeprefix('video_')
-    if tracks and temporal in ('max', 'attention'):
-        raise CLIError(f"--tracks averages a track's frame embeddings; {weights} pools its frames by {temporal}: embed its tracks in Python "
-                       "(reid_nb.evaluate.extract_features on reid_dataloaders(df, seq_len=T)) or use a mean model")
     t0 = time.time()
-    f = emb(df.path.tolist())
-    if tracks:   # one row per track: the mean of its L2-normalised frame embeddings (the video model's mean pooling, at runtime)
-        import torch
-        from reid_nb.evaluate import Features
-        from reid_nb.video import merge_chunks
-        m = merge_chunks(Features(torch.as_tensor(f), df.pid.to_numpy(), df.camid.to_numpy(), [str(Path(src)/t) for t in df.tracklet]))
-        df = pd.DataFrame(dict(path=m.paths, pid=m.pids.numpy(), camid=m.camids.numpy()))
-        f = m.feats.numpy()
+    if tracks:   # one row per track: the mean of its frames' embeddings (`Embedder.embed_tracks`)
+        groups = df.groupby('tracklet', sort=False)
+        f = emb.embed_tracks([g.path.tolist() for _, g in groups])
+        df = groups[['pid', 'camid']].first().reset_index().assign(path=lambda d: [str(Path(src)/t) for t in d.tracklet])
+    else: f = emb(df.path.tolist())
     meta = dataclasses.replace(emb.backend.meta, size_test=emb.size,   # the size the features were made at
                                extra=dict(weights=str(Path(weights).resolve()), flip=flip, dim=int(f.shape[1]), source=str(src), **({'tracks': 'mean of frames'} if tracks else {})))
     out = Path(out if str(out).endswith('.npz') else f"{out}.npz")

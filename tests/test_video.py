@@ -67,7 +67,7 @@ def test_mars_train_eval_embed(tmp_path, capsys):
     f = _config(tmp_path)
     rc, out, err = reid_nb(capsys, 'train', '--config-file', f, '--root', data, '--epochs', 1, cache=cache)
     assert rc == 0, err[-3000:]
-    assert out.startswith('train: 4 identities, 8 images'), out[:300]     # 8 tracklets
+    assert out.startswith('train: 4 identities, 8 tracklets of 2 frames') and 'test: 3 query / 6 gallery tracklets' in out, out[:300]
     res = json.loads((tmp_path/'out'/'results.json').read_text())
     assert res['Queries'] == '3/3', res
     ck = tmp_path/'out'/'checkpoints'/'last.pth'
