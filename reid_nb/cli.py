@@ -50,14 +50,14 @@ def _fit_workers(r:dict)->dict:
         r['data']['num_workers'] = cores
     return r
 
-def _frames(root:Path, train:list=(), test:list=()):
+def _frames(root:Path, train:list=(), test:list=(), **parse):
     "One re-id frame: the training rows of the `train` data sets and the query/gallery rows of the `test` ones; each parsed once, unreadable images skipped."
     import pandas as pd
     from reid_nb.data.datasets import load_dataset, skip_unreadable
     if not root.is_dir(): raise CLIError(f"dataset root {root} does not exist (use --root, DATASETS.ROOT or $REID_NB_DATASETS)")
     if not (list(train) or list(test)): raise CLIError("no data set named (DATASETS.NAMES / DATASETS.TESTS are empty)")
     names = list(dict.fromkeys([*train, *test]))
-    parsed = {n: load_dataset(n, root) for n in names}
+    parsed = {n: load_dataset(n, root, **parse) for n in names}   # parse: parser options, e.g. split_id=
     df = pd.concat([parsed[n][parsed[n].split == 'train'] for n in train] + [parsed[n][parsed[n].split != 'train'] for n in test], ignore_index=True)
     return skip_unreadable(df, source=f"{'+'.join(names)} in {root}", cache=cache_dir()/'verified_images.json')
 
@@ -154,8 +154,9 @@ def evaluate_checkpoint(weights:str, # a reid_nb checkpoint (best.pth, last.pth)
                         config_file:str|None=None, # FastReID-style YAML; optional for reid_nb checkpoints
                         opts:list|None=None, # KEY VALUE config overrides
                         root:str|None=None, # datasets root (default: DATASETS.ROOT among the options, $REID_NB_DATASETS, $FASTREID_DATASETS, ./datasets)
+                        splits:int=0, # data sets with standard splits (iLIDS-VID, PRID2011: 10): evaluate splits 0..N-1 and report their mean
                        ):
-    "Evaluate `weights` on DATASETS.TESTS (of the config, else of the checkpoint's recipe); returns a `ReIDResult`."
+    "Evaluate `weights` on DATASETS.TESTS (of the config, else of the checkpoint's recipe); returns a `ReIDResult` (with --splits, the mean scores)."
     from reid_nb.fastreid import recipe_from_config
     from reid_nb.learner import recipe_dataloaders
     from reid_nb.models import load_reid_model
@@ -172,8 +173,18 @@ def evaluate_checkpoint(weights:str, # a reid_nb checkpoint (best.pth, last.pth)
         r = model.reid_meta.recipe if getattr(model, 'reid_meta', None) is not None else None
         if not r or 'run' not in r: raise CLIError(f"{weights} does not record which data sets it was tested on: pass --config-file")
     tests = r['run']['tests'] or r['run']['datasets']
-    df = _frames(data_root(root or oroot), test=tests)
     _fit_workers(r)
+    if splits:   # the video sets' protocol: the CMC averaged over their standard splits (reid_nb.video.average_splits)
+        from reid_nb.data.datasets import DATASETS
+        from reid_nb.video import average_splits
+        fixed = [n for n in tests if 'split_id' not in inspect.signature(DATASETS[n]).parameters]
+        if splits < 0 or fixed: raise CLIError(f"--splits {splits}: " + (f"{', '.join(fixed)} has no standard splits (iLIDS-VID and PRID2011 have 10)" if fixed else "must be >= 0"))
+        dls = [recipe_dataloaders(_frames(data_root(root or oroot), test=tests, split_id=i), r) for i in range(splits)]
+        avg = average_splits([reid_eval(model, d.query, d.gallery, **r['test'], verbose=False) for d in dls])
+        print('| ' + ' | '.join(['Dataset', *avg]) + ' |\n|' + ':--:|' * (len(avg) + 1) + '\n| ' + ' | '.join(
+              ['+'.join(tests), *(str(v) if k == 'splits' else f"{v:.4f}" if k.startswith('TPR') else f"{v:.2f}" for k, v in avg.items())]) + ' |', flush=True)
+        return avg
+    df = _frames(data_root(root or oroot), test=tests)
     dls = recipe_dataloaders(df, r)
     res = reid_eval(model, dls.query, dls.gallery, **r['test'], verbose=False)
     print(res.table('+'.join(tests)), flush=True)

@@ -52,6 +52,15 @@ def _mars(root:Path):
         savemat(info/f'tracks_{part}_info.mat', {f'track_{part}_info': np.array(tracks)})
     savemat(info/'query_IDX.mat', {'query_IDX': np.array([[1, 4, 7]])})   # the camera-1 track of each test identity
 
+def _ilids(root:Path):
+    "iLIDS-VID's layout: 6 persons × 2 cameras × 3 frames; 2 splits, each testing 3 persons (the first half of its row)."
+    from scipy.io import savemat
+    for cam in ('cam1', 'cam2'):
+        for p in range(1, 7):
+            for f in range(3): _img(root/'i-LIDS-VID'/'sequences'/cam/f"person{p:03d}"/f"{cam}_person{p:03d}_{f:05d}.png", p + 20, 10 * (cam == 'cam2') + f)
+    (root/'train-test people splits').mkdir()
+    savemat(root/'train-test people splits'/'train_test_splits_ilidsvid.mat', {'ls_set': np.array([[1, 2, 3, 4, 5, 6], [4, 5, 6, 1, 2, 3]])})
+
 def _config(tmp_path, base='bagtricks_R50.yml', **extra):
     cfg = {'_BASE_': str(ROOT/'configs'/'MARS'/base),
            'MODEL': {'BACKBONE': {'NAME': 'build_osnet_backbone', 'DEPTH': 'x0_25', 'FEAT_DIM': 128, 'PRETRAIN': False}},
@@ -112,3 +121,28 @@ def test_video_config_refusals(tmp_path):
                         (['INPUT.SEQ_LEN', '0', 'MODEL.TEMPORAL', '', 'INPUT.SAMPLE_METHOD', 'evenly'], ['INPUT.SAMPLE_METHOD', 'SEQ_LEN > 0'])):
         with pytest.raises(Exception) as e: recipe_from_config(load_config(ROOT/'configs'/'MARS'/'bagtricks_R50.yml', opts))
         assert '\n' not in str(e.value) and all(w in str(e.value) for w in words), str(e.value)
+
+def test_ilids_splits_averaged(tmp_path, capsys):
+    "reid-nb eval --splits N: each standard split evaluated, the mean reported; one line for a set without splits."
+    data, cache = tmp_path/'data', tmp_path/'cache'
+    _ilids(data)
+    f = _config(tmp_path, DATASETS={'NAMES': ['iLIDSVID'], 'TESTS': ['iLIDSVID']})
+    from reid_nb import video  # noqa: F401
+    from reid_nb.models import build_model, save_reid_model
+    ck = tmp_path/'v.pth'
+    save_reid_model(ck, build_model('osnet_x0_25', pretrained=False, meta_arch='video_mean'), size=(64, 32))
+    rc, out, err = reid_nb(capsys, 'eval', '--config-file', f, '--weights', ck, '--root', data, '--splits', 2, cache=cache)
+    assert rc == 0, err[-2000:]
+    head, _, row = [[c.strip() for c in l.strip('|').split('|')] for l in out.strip().splitlines()[-3:]]
+    got = dict(zip(head, row))
+    # reference: each split on its own, from the parser and the loaders, averaged by hand
+    from reid_nb.data.video import ilids_vid
+    from reid_nb.data.loaders import reid_dataloaders
+    from reid_nb.evaluate import reid_eval
+    from reid_nb.models import load_reid_model
+    m = load_reid_model(ck)
+    r1 = [reid_eval(m, d.query, d.gallery).cmc[0].item() * 100 for d in
+          (reid_dataloaders(ilids_vid(data, split_id=i).query("split != 'train'"), size=(64, 32), seq_len=2) for i in range(2))]
+    assert got['splits'] == '2' and float(got['Rank-1']) == pytest.approx(np.mean(r1), abs=0.006), (got, r1)
+    rc, _, err = reid_nb(capsys, 'eval', '--weights', ck, '--config-file', _config(tmp_path), '--root', data, '--splits', 2, cache=cache)
+    _one_line_error(rc, err, 'MARS has no standard splits')
