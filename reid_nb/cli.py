@@ -70,14 +70,14 @@ def _fit_workers(r:dict)->dict:
         r['data']['num_workers'] = cores
     return r
 
-def _frames(root:Path, train:list=(), test:list=()):
+def _frames(root:Path, train:list=(), test:list=(), **parse):
     "One re-id frame: the training rows of the `train` data sets and the query/gallery rows of the `test` ones; each parsed once, unreadable images skipped."
     import pandas as pd
     from reid_nb.data.datasets import load_dataset, skip_unreadable
     if not root.is_dir(): raise CLIError(f"dataset root {root} does not exist (use --root, DATASETS.ROOT or $REID_NB_DATASETS)")
     if not (list(train) or list(test)): raise CLIError("no data set named (DATASETS.NAMES / DATASETS.TESTS are empty)")
     names = list(dict.fromkeys([*train, *test]))
-    parsed = {n: load_dataset(n, root) for n in names}
+    parsed = {n: load_dataset(n, root, **parse) for n in names}   # parse: parser options, e.g. split_id=
     df = pd.concat([parsed[n][parsed[n].split == 'train'] for n in train] + [parsed[n][parsed[n].split != 'train'] for n in test], ignore_index=True)
     return skip_unreadable(df, source=f"{'+'.join(names)} in {root}", cache=cache_dir()/'verified_images.json')
 
@@ -169,8 +169,10 @@ def train(config_file:str, # FastReID-style YAML
     else: learn = reid_learner(dls, pretrained=pretrained, path=out, cbs=log)
     if overwrite and main_rank:  # only now that the data, the config and the model are known to be good
         for f in earlier: (out/f).unlink()
-    if main_rank: print(f"train: {dls.n_classes} identities, {dls.train.n} images ({len(dls.train)} batches of {dls.train.bs}) at {dls.settings['size']}; "
-          f"test: {dls.query.n} query / {dls.gallery.n} gallery images at {dls.settings['size_test']}; {learn.arch} -> {out}", flush=True)
+    n = lambda dl: len(getattr(dl.dataset, 'tracklets', dl.dataset))   # tracklets (of seq_len frames) or images
+    unit = f"tracklets of {dls.settings['seq_len']} frames" if dls.settings.get('seq_len') else 'images'
+    if main_rank: print(f"train: {dls.n_classes} identities, {n(dls.train)} {unit} ({len(dls.train)} batches of {dls.train.bs}) at {dls.settings['size']}; "
+          f"test: {n(dls.query)} query / {n(dls.gallery)} gallery {unit.split(' of ')[0]} at {dls.settings['size_test']}; {learn.arch} -> {out}", flush=True)
     res = learn.fit_reid(epochs, resume=last if resume else None, save_dir=out/'checkpoints')
     if main_rank: _results(res, out, '+'.join(tests))
     return res
@@ -231,8 +233,9 @@ def evaluate_checkpoint(weights:str, # a reid_nb checkpoint (best.pth, last.pth)
                         config_file:str|None=None, # FastReID-style YAML; optional for reid_nb checkpoints
                         opts:list|None=None, # KEY VALUE config overrides
                         root:str|None=None, # datasets root (default: DATASETS.ROOT among the options, $REID_NB_DATASETS, $FASTREID_DATASETS, ./datasets)
+                        splits:int=0, # data sets with standard splits (iLIDS-VID, PRID2011: 10): evaluate splits 0..N-1 and report their mean
                        ):
-    "Evaluate `weights` on DATASETS.TESTS (of the config, else of the checkpoint's recipe); returns a `ReIDResult`."
+    "Evaluate `weights` on DATASETS.TESTS (of the config, else of the checkpoint's recipe); returns a `ReIDResult` (with --splits, the mean scores)."
     from reid_nb.fastreid import recipe_from_config
     from reid_nb.learner import recipe_dataloaders
     from reid_nb.models import load_reid_model
@@ -250,8 +253,18 @@ def evaluate_checkpoint(weights:str, # a reid_nb checkpoint (best.pth, last.pth)
         if not r or 'run' not in r: raise CLIError(f"{weights} does not record which data sets it was tested on: pass --config-file")
         r = _recipe_with_opts(r, _opts_root(list(opts or []))[0])
     tests = r['run']['tests'] or r['run']['datasets']
-    df = _frames(data_root(root or oroot), test=tests)
     _fit_workers(r)
+    if splits:   # the video sets' protocol: the CMC averaged over their standard splits (reid_nb.video.average_splits)
+        from reid_nb.data.datasets import DATASETS
+        from reid_nb.video import average_splits
+        fixed = [n for n in tests if 'split_id' not in inspect.signature(DATASETS[n]).parameters]
+        if splits < 0 or fixed: raise CLIError(f"--splits {splits}: " + (f"{', '.join(fixed)} has no standard splits (iLIDS-VID and PRID2011 have 10)" if fixed else "must be >= 0"))
+        dls = [recipe_dataloaders(_frames(data_root(root or oroot), test=tests, split_id=i), r) for i in range(splits)]
+        avg = average_splits([reid_eval(model, d.query, d.gallery, **r['test'], verbose=False) for d in dls])
+        print('| ' + ' | '.join(['Dataset', *avg]) + ' |\n|' + ':--:|' * (len(avg) + 1) + '\n| ' + ' | '.join(
+              ['+'.join(tests), *(str(v) if k == 'splits' else f"{v:.4f}" if k.startswith('TPR') else f"{v:.2f}" for k, v in avg.items())]) + ' |', flush=True)
+        return avg
+    df = _frames(data_root(root or oroot), test=tests)
     dls = recipe_dataloaders(df, r)
     res = reid_eval(model, dls.query, dls.gallery, **r['test'], verbose=False)
     print(res.table('+'.join(tests)), flush=True)
@@ -341,26 +354,36 @@ def embed_images(src:str, # a folder of images or a CSV with a `path` column
                  size=None, # (H, W) when the weights do not record it
                  overwrite:bool=False, # replace an existing OUT
                  quiet:bool=False, # no progress lines (shown for more than 1000 images)
+                 tracks:bool=False, # `src` is a folder of tracklets (one sub-folder of frames each): one vector per track, the mean of its frames'
                 )->Path:
-    "Embed the images of `src` into `out` (.npz: feats, paths, pids, camids, and meta: the model's description); returns `out`."
+    "Embed the images (or tracks) of `src` into `out` (.npz: feats, paths [track folders with --tracks], pids, camids, meta: the model's description); returns `out`."
     import dataclasses
     import numpy as np
     from reid_nb.data.datasets import skip_unreadable
     from reid_nb.embed import Embedder
     if not Path(weights).is_file(): raise CLIError(f"weights file {weights} does not exist")
     out = _check_output(out if str(out).endswith('.npz') else f"{out}.npz", overwrite, {'--weights': weights, 'SRC': src})
-    df = skip_unreadable(_image_frame(src), source=src, cache=cache_dir()/'verified_images.json')
+    if tracks:
+        from reid_nb.data.video import from_track_folders
+        if not Path(src).is_dir(): raise CLIError(f"--tracks: {src} is not a folder of track folders")
+        df = from_track_folders(src)
+    else: df = _image_frame(src)
+    df = skip_unreadable(df, source=src, cache=cache_dir()/'verified_images.json')
     emb = Embedder(weights, size=size, flip=flip, batch_size=batch_size, progress=False if quiet else None)
     t0 = time.time()
-    f = emb(df.path.tolist())
+    if tracks:   # one row per track: the mean of its frames' embeddings (`Embedder.embed_tracks`)
+        groups = df.groupby('tracklet', sort=False)
+        f = emb.embed_tracks([g.path.tolist() for _, g in groups])
+        df = groups[['pid', 'camid']].first().reset_index().assign(path=lambda d: [str(Path(src)/t) for t in d.tracklet])
+    else: f = emb(df.path.tolist())
     meta = dataclasses.replace(emb.backend.meta, size_test=emb.size,   # the size the features were made at
-                               extra=dict(weights=str(Path(weights).resolve()), flip=flip, dim=int(f.shape[1]), source=str(src)))
+                               extra=dict(weights=str(Path(weights).resolve()), flip=flip, dim=int(f.shape[1]), source=str(src), **({'tracks': 'mean of frames'} if tracks else {})))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name[:-4] + '.tmp.npz')
     np.savez(tmp, feats=f, paths=np.array(df.path.tolist(), dtype=str), pids=df.pid.to_numpy(np.int64), camids=df.camid.to_numpy(np.int64),
              meta=json.dumps(meta.to_dict()))
     os.replace(tmp, out)
-    print(f"embedded {len(f)} images -> {out} ({f.shape[1]}-d, {time.time() - t0:.0f} s)", flush=True)
+    print(f"embedded {len(f)} {'tracks' if tracks else 'images'} -> {out} ({f.shape[1]}-d, {time.time() - t0:.0f} s)", flush=True)
     return out
 
 def _read_feats(path:str)->dict:
@@ -486,7 +509,7 @@ COMMANDS = {  # sub-command: (function, one-line help, what its signature cannot
               dict(flags={'eval_csv': '--eval'}, choices={'method': ('mlt', 'dbscan', 'none')})),
     'export': (export_model, 'export a checkpoint for deployment (ONNX, int8 ONNX, OpenVINO, TensorRT)',
                dict(flags={'fmt': '--format'}, choices={'fmt': _export_formats, 'precision': ('fp32', 'fp16', 'bf16', 'int8')})),
-    'embed': (embed_images, 'embed a folder of images (or a CSV with a path column) into a .npz', dict(positional=('src',))),
+    'embed': (embed_images, 'embed a folder of images (or a CSV with a path column; or of tracks, --tracks) into a .npz', dict(positional=('src',))),
     'index': (build_gallery, 'build a searchable gallery from a features .npz',
               dict(positional=('feats',), choices={'index': ('auto', 'flat', 'ivfpq', 'hnsw')})),
     'search': (search_gallery, 'search query images in a gallery', dict(positional=('images',))),

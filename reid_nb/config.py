@@ -37,7 +37,8 @@ _DEFAULTS = {
             'CIRCLE': {'MARGIN': 0.25, 'GAMMA': 128, 'SCALE': 1.0},
             'COSFACE': {'MARGIN': 0.25, 'GAMMA': 128, 'SCALE': 1.0}},
         'WEIGHTS': '',
-        'PIXEL_MEAN': _IMNET_MEAN, 'PIXEL_STD': _IMNET_STD},
+        'PIXEL_MEAN': _IMNET_MEAN, 'PIXEL_STD': _IMNET_STD,
+        'TEMPORAL': ''},  # reid_nb's video key (reid_nb.video): 'mean', 'max' or 'attention' over a tracklet's frames; '' for an image model
     'KD': {'MODEL_CONFIG': [], 'MODEL_WEIGHTS': [], 'EMA': {'ENABLED': False, 'MOMENTUM': 0.999}},
     'INPUT': {
         'SIZE_TRAIN': list(DEFAULT_SIZE), 'SIZE_TEST': list(DEFAULT_SIZE),
@@ -49,7 +50,8 @@ _DEFAULTS = {
         'AUTOAUG': {'ENABLED': False, 'PROB': 0.0},
         'AUGMIX': {'ENABLED': False, 'PROB': 0.0},
         'REA': {'ENABLED': False, 'PROB': 0.5, 'VALUE': _IMNET_MEAN},
-        'RPT': {'ENABLED': False, 'PROB': 0.5}},
+        'RPT': {'ENABLED': False, 'PROB': 0.5},
+        'SEQ_LEN': 0, 'SAMPLE_METHOD': 'restricted'},  # reid_nb's video keys (reid_nb.data.video): T frames per tracklet (0: images), how training picks them
     'DATASETS': {'NAMES': ['Market1501'], 'TESTS': ['Market1501'], 'COMBINEALL': False},
     'DATALOADER': {'SAMPLER_TRAIN': 'TrainingSampler', 'NUM_INSTANCE': 4, 'NUM_WORKERS': 8, 'SET_WEIGHT': []},
     'SOLVER': {

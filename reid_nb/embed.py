@@ -121,6 +121,20 @@ class Embedder:
         return out if as_tensor else out.cpu().numpy().astype(np.float32, copy=False)
     __call__ = embed
 
+    def embed_tracks(self,
+                     tracks:list, # one list of crops per track (paths, PIL images, arrays, tensors)
+                    )->np.ndarray:
+        "One L2-normalised row per track: the mean of its frames' normalised embeddings (a `video_mean` model's time pooling, applied here)."
+        arch = str((self.backend.meta.build or {}).get('meta_arch', ''))
+        if arch in ('video_max', 'video_attention'):
+            raise InputValueError(f"embed_tracks averages a track's frames, but this model pools them by {arch[len('video_'):]}: embed its tracks "
+                                  "in Python (extract_features on reid_dataloaders(df, seq_len=T)), or use a mean model")
+        tracks = [_as_items(t) for t in tracks]
+        if not tracks or not all(tracks): raise InputValueError(f"embed_tracks: every track needs at least one frame (track {[len(t) for t in tracks].index(0) if tracks else 0} has none)")
+        n = np.array([len(t) for t in tracks])
+        m = np.add.reduceat(self.embed([x for t in tracks for x in t]), np.cumsum(n) - n, axis=0) / n[:, None]
+        return (m / np.linalg.norm(m, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
+
     @property
     def dim(self)->int:
         "The embedding dimension (runs one blank crop the first time)."

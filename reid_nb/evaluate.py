@@ -20,6 +20,7 @@ from .metrics import (FPRS, RankResult, RocResult, collect, rank_collectors, Roc
                              compute_distance, row_blocks, check_metric, check_protocol)
 from .rerank import query_expansion, rerank_features
 from .heads import embedding_of
+from .video import merge_chunks
 from . import visualize
 
 # %% auto #0
@@ -76,7 +77,7 @@ class Features:
         return (f"Features({len(self)}×{self.feats.shape[1] if self.feats.ndim == 2 else '?'} on {self.device}, "
                 f"{len(torch.unique(self.pids))} ids, {len(torch.unique(self.camids))} cameras)")
 
-# %% ../nbs/23_evaluate.ipynb #482151a3
+# %% ../nbs/23_evaluate.ipynb #9f2c6537
 TEST_DEFAULTS = dict(metric='cosine', flip=False)
 
 def _batch_paths(b, n:int)->list|None:
@@ -96,16 +97,17 @@ def extract_features(model:nn.Module, # image batch B×3×H×W in [0, 1] -> B×D
                      spatial:bool=False, # also keep the spatial features and foreground weights (DSR, `reid_nb.dsr`)
                      spatial_dtype=None, # store the spatial features in this dtype (e.g. torch.float16 halves their memory)
                     )->Features:
-    "Embeddings of every image of `dl`, with pids, camids and the batches' paths, on the model's device."
+    "Embeddings of every image of `dl`, with pids, camids and the batches' paths, on the model's device; B×T×3×H×W batches (tracklet chunks): one row per tracklet (`reid_nb.video.merge_chunks`)."
     dev = next(iter(model.parameters()), torch.zeros(0)).device
     if progress is None: progress = interactive()
     was_training = model.training
     model.eval()
-    feats, pids, camids, paths, sps, fws = [], [], [], [], [], []
+    feats, pids, camids, paths, sps, fws, video = [], [], [], [], [], [], False
     try:
         for b in (progress_bar(dl, leave=False) if progress else dl):
             if len(b) < 3: raise InputValueError(f"extract_features needs (img, pid, camid[, path]) batches; got {len(b)} items (a training loader?)")
             img, pid, camid = b[0].to(dev), b[1], b[2]
+            video |= img.ndim == 5
             out = model(img, with_spatial=True) if spatial else model(img)
             if spatial:
                 if not isinstance(out, dict) or 'spatial' not in out or 'fg_weights' not in out:
@@ -121,8 +123,10 @@ def extract_features(model:nn.Module, # image batch B×3×H×W in [0, 1] -> B×D
             elif paths is not None: paths.extend(bp)
     finally: model.train(was_training)
     if not feats: raise InputValueError("no images to extract features from: the query or gallery set is empty")
-    return Features(torch.cat(feats), torch.cat(pids), torch.cat(camids), paths,
-                    torch.cat(sps) if spatial else None, torch.cat(fws) if spatial else None)
+    out = Features(torch.cat(feats), torch.cat(pids), torch.cat(camids), paths,
+                   torch.cat(sps) if spatial else None, torch.cat(fws) if spatial else None)
+    if video and spatial: raise InputValueError("spatial features (DSR, partial re-id) are for images, not tracklet batches (B×T×3×H×W)")
+    return merge_chunks(out, norm=norm) if video else out
 
 # %% ../nbs/23_evaluate.ipynb #80e71b2c
 def _part(part:str, name:str)->property:

@@ -12,7 +12,7 @@ from torch import nn
 from .core import InputValueError, InputKeyError, DEFAULT_SIZE, REF_ITERS_PER_EPOCH
 from .config import cfg_get, load_config
 from .backbones import read_state_dict, load_weights
-from .models import build_model, MGN, ModelMeta, CHECKPOINT_FORMATS
+from .models import build_model, MGN, ModelMeta, CHECKPOINT_FORMATS, META_ARCHS
 
 # %% auto #0
 __all__ = ['FASTREID_RENAMES', 'TORCHREID_ARCHS', 'fastreid_model_args', 'build_model_from_config', 'fastreid_data_args',
@@ -52,12 +52,17 @@ def fastreid_model_args(cfg:dict)->dict:
     mean, std = [float(v) / 255 for v in g('PIXEL_MEAN')], [float(v) / 255 for v in g('PIXEL_STD')]
     pretrained = (g('BACKBONE.PRETRAIN_PATH') or None) if g('BACKBONE.PRETRAIN') else False
     resnest = name == 'build_resnest_backbone'  # FastReID 1.4's ResNeSt ignores WITH_IBN / WITH_NL
+    meta = _FR_META[g('META_ARCHITECTURE')]
+    if g('TEMPORAL'):   # a video model: the image model of the config inside temporal pooling (reid_nb.video)
+        videos = [n[len('video_'):] for n in META_ARCHS.names() if n.startswith('video_')]
+        if g('TEMPORAL') not in videos or meta != 'baseline': raise bad('TEMPORAL', videos + ["'' (an image model)"] if meta == 'baseline' else ["'' (MGN/Distiller are image models)"])
+        meta = f"video_{g('TEMPORAL')}"
     return dict(arch=arch, num_classes=int(g('HEADS.NUM_CLASSES')), pretrained=pretrained, last_stride=int(g('BACKBONE.LAST_STRIDE')),
                 with_ibn=bool(g('BACKBONE.WITH_IBN')) and not resnest, with_nl=bool(g('BACKBONE.WITH_NL')) and not resnest,
                 pool=g('HEADS.POOL_LAYER'), embedding_dim=int(g('HEADS.EMBEDDING_DIM')),
                 neck='bnneck' if g('HEADS.WITH_BNNECK') else 'linear', neck_feat='after',
                 cls_type=_FR_CLS[g('HEADS.CLS_LAYER')], scale=float(g('HEADS.SCALE')), margin=float(g('HEADS.MARGIN')),
-                meta_arch=_FR_META[g('META_ARCHITECTURE')], pixel_mean=tuple(mean), pixel_std=tuple(std),
+                meta_arch=meta, pixel_mean=tuple(mean), pixel_std=tuple(std),
                 **({'resnest_dilation': True} if resnest else {}))
 
 def _config(cfg, opts=None)->dict: return cfg if isinstance(cfg, dict) else load_config(cfg, opts)
@@ -85,7 +90,11 @@ def fastreid_data_args(cfg:dict)->dict:
     on = lambda k: bool(c[k]['ENABLED'])
     val = [float(v) for v in c['REA']['VALUE']]
     if max(val) > 1: val = [v / 255 for v in val]
-    return dict(size=_size(c['SIZE_TRAIN']), size_test=_size(c['SIZE_TEST']),
+    video = dict(seq_len=int(c['SEQ_LEN']), sample=c['SAMPLE_METHOD']) if c['SEQ_LEN'] else {}   # tracklets: reid_nb.data.video
+    if not video and c['SAMPLE_METHOD'] != 'restricted':
+        raise InputValueError(f"config key INPUT.SAMPLE_METHOD = {c['SAMPLE_METHOD']!r} is for tracklets: set INPUT.SEQ_LEN > 0 too")
+    if c['SEQ_LEN'] < 0: raise InputValueError(f"config key INPUT.SEQ_LEN = {c['SEQ_LEN']} must be >= 0 (0: images)")
+    return dict(**video, size=_size(c['SIZE_TRAIN']), size_test=_size(c['SIZE_TEST']),
                 flip_prob=c['FLIP']['PROB'] if on('FLIP') else 0.,
                 padding=c['PADDING']['SIZE'] if on('PADDING') else 0, padding_mode=c['PADDING']['MODE'],
                 rea_prob=c['REA']['PROB'] if on('REA') else 0., rea_value=tuple(val),
@@ -143,6 +152,9 @@ def recipe_from_config(cfg:dict|str|Path, # a config from `load_config`, or a YA
     if smp not in _SAMPLERS: raise _unsupported('DATALOADER.SAMPLER_TRAIN', smp, list(_SAMPLERS))
     data = dict(fastreid_data_args(cfg), bs=int(g('SOLVER.IMS_PER_BATCH')), num_instances=int(g('DATALOADER.NUM_INSTANCE')),
                 sampler=_SAMPLERS[smp], num_workers=int(g('DATALOADER.NUM_WORKERS')), test_bs=int(g('TEST.IMS_PER_BATCH')))
+    if bool(g('MODEL.TEMPORAL')) != bool(g('INPUT.SEQ_LEN')):
+        raise InputValueError(f"config keys MODEL.TEMPORAL = {g('MODEL.TEMPORAL')!r} and INPUT.SEQ_LEN = {g('INPUT.SEQ_LEN')} go together: "
+                              "a video model needs tracklets of SEQ_LEN > 0 frames, and tracklets need a TEMPORAL aggregation")
     test = dict(metric=g('TEST.METRIC'), flip=bool(g('TEST.FLIP.ENABLED')))
     if g('TEST.RERANK.ENABLED'): test['rerank'] = dict(k1=int(g('TEST.RERANK.K1')), k2=int(g('TEST.RERANK.K2')), lambda_value=float(g('TEST.RERANK.LAMBDA')))
     if g('TEST.AQE.ENABLED'): test['qe'] = dict(qe_times=int(g('TEST.AQE.QE_TIME')), qe_k=int(g('TEST.AQE.QE_K')), alpha=float(g('TEST.AQE.ALPHA')))

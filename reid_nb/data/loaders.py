@@ -23,6 +23,7 @@ from ..core import InputKeyError, InputValueError, InputFileError, DEFAULT_SIZE
 from .samplers import IdentitySampler, BalancedIdentitySampler, DomainBalancedSampler
 from .transforms import build_transforms, transform_defaults, ToFloatTensor
 from .datasets import validate_frame, DatasetWarning
+from .video import TrackletDataset, SAMPLE_METHODS
 
 # %% auto #0
 __all__ = ['DATA_DEFAULTS', 'load_image', 'ReIDDataset', 'ReIDLoader', 'QueryGalleryLoader', 'ReIDDataLoaders',
@@ -233,6 +234,8 @@ def reid_dataloaders(df:pd.DataFrame, # a re-id frame: path, pid, camid, split (
                      rank:int|None=None, world_size:int|None=None, # DDP sharding of the training sampler
                      pin_memory:bool|None=None, # default: when CUDA is available
                      fastai_valid:bool=False, # let fastai's own validation loop run over query+gallery
+                     seq_len:int=0, # > 0: video; the frame's `tracklet`/`frame` columns give B×T×3×H×W batches of T frames per tracklet
+                     sample:str='restricted', # with seq_len: how training picks T frames, 'restricted', 'evenly' or 'random' (`reid_nb.data.video`)
                      **tfm_opts, # `build_transforms` options, e.g. flip_prob=0.5, padding=10, rea_prob=0.5
                     )->ReIDDataLoaders:
     "fastai `DataLoaders` for re-id: P×K training batches `(img, label)`, query/gallery `(img, pid, camid, path)`."
@@ -248,7 +251,11 @@ def reid_dataloaders(df:pd.DataFrame, # a re-id frame: path, pid, camid, split (
     train_df = train_df.assign(label=[pid2label[k] for k in _id_keys(train_df, pid2label)])
     train_tfms = build_transforms(size, is_train=True, **tfm_opts)
     test_tfms = build_transforms(size_test, is_train=False, **{k: v for k, v in tfm_opts.items() if k in _TEST_KEYS})
-    train_ds = ReIDDataset(train_df, train_tfms, pid2label)
+    if seq_len and sample not in SAMPLE_METHODS: raise InputValueError(f"reid_dataloaders: sample={sample!r} is not a training sample method; use one of {SAMPLE_METHODS}")
+    if seq_len and (sampler == 'domain' or train_df['dataset'].nunique() > 1):
+        raise InputValueError("reid_dataloaders(seq_len=...): tracklets of one dataset only (no 'domain' sampler)")
+    video = lambda d, smp, tf, p2l=None: TrackletDataset(d, seq_len, smp, tf, p2l, load=load_image)
+    train_ds = video(train_df, sample, train_tfms, pid2label) if seq_len else ReIDDataset(train_df, train_tfms, pid2label)
     if pin_memory is None: pin_memory = torch.cuda.is_available()
     # workers are started anew each epoch, seeded from the loader's generator: a resumed run (which restores the
     # generator) gets the same augmentations as the uninterrupted one; persistent workers would keep a seed drawn once
@@ -264,8 +271,8 @@ def reid_dataloaders(df:pd.DataFrame, # a re-id frame: path, pid, camid, split (
         else: raise InputValueError(f"unknown sampler {sampler!r}; use 'identity', 'balanced', 'domain', 'random' or a Sampler")
         train = ReIDLoader(train_ds, batch_size=bs, sampler=smp, drop_last=True,
                            generator=torch.Generator().manual_seed(seed), **common)
-    query, gallery = (ReIDLoader(ReIDDataset(d, test_tfms), batch_size=test_bs, shuffle=False, **common)
+    query, gallery = (ReIDLoader(video(d, 'dense', test_tfms) if seq_len else ReIDDataset(d, test_tfms), batch_size=test_bs, shuffle=False, **common)
                       for d in (query_df, gallery_df))
     settings = dict(size=size, size_test=size_test, bs=bs, num_instances=num_instances, test_bs=test_bs,
-                    sampler=sampler if isinstance(sampler, str) else None, **{**transform_defaults(), **tfm_opts})  # a Sampler object: not a setting
+                    sampler=sampler if isinstance(sampler, str) else None, **(dict(seq_len=seq_len, sample=sample) if seq_len else {}), **{**transform_defaults(), **tfm_opts})  # a Sampler object: not a setting
     return ReIDDataLoaders(train, query, gallery, pid2label, device=device, fastai_valid=fastai_valid, settings=settings)
