@@ -231,7 +231,7 @@ def _rules(table:dict, key:str)->list:
 
 def check_config(cfg:dict, # a config tree (from `load_config` or `get_default_config` + changes)
                  src:str='', # where it comes from, for the message
-                 layer:dict|None=None, # key -> which file of a `_BASE_` chain set it last (0 = the root; `opts` after all files)
+                 layer:dict|None=None, # key -> which file of a `_BASE_` chain set it last (0 = the root; `opts` after all files; None: a complete dump)
                 )->dict:
     "Refuse any key set away from its default that would have no effect: unsupported, or its switch is off; returns `cfg`."
     where, defaults, layer = f"{src}: " if src else '', dict(_leaves(_DEFAULTS)), layer or {}
@@ -239,6 +239,7 @@ def check_config(cfg:dict, # a config tree (from `load_config` or `get_default_c
     for key, v in _leaves(cfg):
         if key not in defaults or listed(v) == listed(defaults[key]): continue
         for why in _rules(NO_EFFECT, key): raise InputValueError(f"{where}config key {key} = {v!r} is not supported: {why}")
+        if key in layer and layer[key] is None: continue  # a dumped config.yaml lists every key, switched off or not
         for switch, on, is_on in _rules(GATES, key):
             later = layer.get(switch, -1) > layer.get(key, 0)   # a child config turned the switch off: what its base set is left aside
             if switch != key and not later and not is_on(cfg_get(cfg, switch)):
@@ -281,7 +282,9 @@ def load_config(path:str|Path, # a FastReID-style YAML file (configs/..., or a d
     chain, layer = _read_yaml(path), {}
     for i, (f, d) in enumerate(chain):
         merge_config(cfg, d, src=str(f), strict=strict)
-        layer.update({k: i for k, _ in _leaves(d)})
+        keys = [k for k, _ in _leaves(d)]
+        dump = len(keys) >= len(list(_leaves(_DEFAULTS)))   # a config.yaml that FastReID or `save_config` wrote: every key
+        layer.update({k: None if dump else i for k in keys})
     layer.update({k: len(chain) for k in list(opts or [])[0::2]})
     return check_config(merge_opts(cfg, opts), src=str(path), layer=layer)
 

@@ -69,3 +69,98 @@ def test_import_is_quiet(module):
     env = {**__import__('os').environ, 'PYTHONPATH': str(Path(__file__).resolve().parents[1])}
     p = subprocess.run([sys.executable, '-W', 'error::FutureWarning', '-c', f'import {module}'], capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
+
+# ---- `reid-nb train`: nothing lost, nothing ignored (issue 19) -------------------------------------------------------------
+import contextlib, io, os, signal, subprocess, sys, time, warnings
+from pathlib import Path
+import yaml
+from reid_nb.cli import train as cli_train, CLIError
+from reid_nb.core import InputError
+
+_ROOT = Path(__file__).resolve().parents[1]
+
+@pytest.fixture(scope='module')
+def run_data(tmp_path_factory):
+    "Synthetic identities where the 'synthetic' data set reads them: 8 training identities × 16 crops = 8 batches of 16."
+    d = tmp_path_factory.mktemp('runs')
+    synthetic_reid(d/'data', n_ids=16, imgs_per_id=16, size=SIZE, seed=0)
+    return d
+
+def _cfg(d:Path, out='out', **solver):
+    "A tiny BoT config (OSNet x0.25 at 64×32, CPU) writing into d/out; a last.pth after every batch (CHECKPOINT_MINUTES 0)."
+    cfg = {'_BASE_': str(_ROOT/'configs'/'Base-bagtricks.yml'),
+           'MODEL': {'DEVICE': 'cpu', 'BACKBONE': {'NAME': 'build_osnet_backbone', 'DEPTH': 'x0_25', 'FEAT_DIM': 128, 'PRETRAIN': False}},
+           'INPUT': {'SIZE_TRAIN': list(SIZE), 'SIZE_TEST': list(SIZE)}, 'DATASETS': {'NAMES': ['synthetic'], 'TESTS': ['synthetic']},
+           'DATALOADER': {'NUM_WORKERS': 0},
+           'SOLVER': {'IMS_PER_BATCH': 16, 'AMP': {'ENABLED': False}, 'BASE_LR': 0.001, 'CHECKPOINT_MINUTES': 0.0, **solver},
+           'TEST': {'IMS_PER_BATCH': 128, 'EVAL_PERIOD': 100}, 'OUTPUT_DIR': str(d/out)}
+    f = d/f'{out}.yml'; f.write_text(yaml.safe_dump(cfg)); return f
+
+def _train(d, f, *opts, **kw):
+    "`reid-nb train` in this process (one thread, output captured): returns stdout."
+    torch.set_num_threads(1)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), warnings.catch_warnings():
+        warnings.simplefilter('ignore'); cli_train(str(f), list(opts), root=str(d/'data'), **kw)
+    return out.getvalue()
+
+def _model(path)->dict: return {k: v for k, v in load_checkpoint(path)['model'].items() if v.is_floating_point()}
+
+def _same_weights(a:Path, b:Path):
+    wa, wb = _model(a), _model(b)
+    eq(sorted(wa), sorted(wb))
+    for k in wa: close(wa[k], wb[k], eps=1e-5)
+
+def _start(d, f, *args):
+    "`reid-nb train` in a subprocess (one thread), output piped, as a user's run in the background."
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(_ROOT), 'REID_NB_CACHE': str(d/'cache')}
+    return subprocess.Popen([sys.executable, '-c', 'import sys; from reid_nb.cli import main; sys.exit(main())', 'train', '--config-file', str(f),
+                             '--root', str(d/'data'), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+def _wait_mid_epoch(p, last:Path, timeout=240):
+    "Wait until the run has written a mid-epoch state (a batch of epoch 0 done)."
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        assert p.poll() is None, p.communicate()
+        if last.is_file():
+            with contextlib.suppress(Exception):
+                st = load_checkpoint(last)
+                if st['batch'] > 0: return st
+        time.sleep(0.05)
+    raise AssertionError('no mid-epoch checkpoint')
+
+@pytest.fixture(scope='module')
+def reference(run_data):
+    "An uninterrupted 3-epoch run: the weights every interrupted and resumed run must end with."
+    _train(run_data, _cfg(run_data, 'ref'), epochs=3)
+    return run_data/'ref'/'checkpoints'/'last.pth'
+
+def test_kill9_mid_epoch_then_resume(run_data, reference):
+    "kill -9 after the first mid-epoch save: --resume continues from that batch and ends where the uninterrupted run ends."
+    f = _cfg(run_data, 'k9'); last = run_data/'k9'/'checkpoints'/'last.pth'
+    p = _start(run_data, f, '--epochs', 3)
+    st = _wait_mid_epoch(p, last)
+    p.kill(); p.wait()
+    assert st['epoch'] == 0 and 0 < st['batch'] < 8, (st['epoch'], st['batch'])
+    out = _train(run_data, f, epochs=3, resume=True)
+    assert 'resuming from' in out and 'continuing at' in out, out
+    _same_weights(reference, last)
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+def test_signal_saves_one_line_and_exit_code(run_data, reference, sig):
+    "SIGINT / SIGTERM: the batch ends, the state is written, one line, exit 130 / 143, no traceback; --resume ends as the uninterrupted run."
+    name = signal.Signals(sig).name.lower()
+    f = _cfg(run_data, name); last = run_data/name/'checkpoints'/'last.pth'
+    p = _start(run_data, f, '--epochs', 3)
+    _wait_mid_epoch(p, last)
+    p.send_signal(sig)
+    stdout, stderr = p.communicate(timeout=240)
+    eq(p.returncode, 128 + sig)
+    assert 'Traceback' not in stderr, stderr[-2000:]
+    lines = [l for l in stderr.splitlines() if l.strip() and not l.startswith('reid-nb: warning:')]
+    eq(len(lines), 1)
+    st = load_checkpoint(last)
+    eq(lines[0], f"interrupted at epoch {st['epoch']}, iteration {st['batch']}: --resume continues")
+    if sig == signal.SIGINT:   # SIGTERM takes the same path: one resume suffices
+        _train(run_data, f, epochs=3, resume=True)
+        _same_weights(reference, last)
