@@ -105,7 +105,7 @@ def _init_weights(model, path:str)->str:
     from reid_nb.backbones import load_weights
     if not Path(path).is_file(): raise CLIError(f"MODEL.WEIGHTS {path} does not exist")
     rep = load_weights(model, path, strict=False)
-    total = sum(1 for k in model.state_dict() if not k.endswith('num_batches_tracked'))
+    total = len(model.state_dict())
     if not rep.loaded: raise CLIError(f"MODEL.WEIGHTS {path}: no tensor fits this model ({rep.problems()})")
     skipped = [f"{k} (shape)" for k, *_ in rep.mismatched] + [f"{k} (not in the file)" for k in rep.missing]
     few = ', '.join(skipped[:4]) + (f", ... {len(skipped) - 4} more" if len(skipped) > 4 else '')

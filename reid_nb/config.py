@@ -13,7 +13,7 @@ from .core import InputValueError, InputKeyError, InputTypeError, InputFileError
 
 # %% auto #0
 __all__ = ['NO_EFFECT', 'GATES', 'get_default_config', 'coerce_value', 'merge_config', 'cfg_get', 'cfg_set', 'merge_opts',
-           'check_config', 'load_config', 'save_config']
+           'switches_of', 'check_config', 'load_config', 'save_config']
 
 # %% ../nbs/09_config.ipynb #18a83742
 _IMNET_MEAN, _IMNET_STD = [v * 255 for v in IMAGENET_MEAN], [v * 255 for v in IMAGENET_STD]  # FastReID's PIXEL_MEAN/STD are 0-255
@@ -229,6 +229,11 @@ def _rules(table:dict, key:str)->list:
     "The entries of `table` that apply to `key`: its own, and those of the sections it is in."
     return [v for k, v in table.items() if k == key or (k.endswith('.') and key.startswith(k))]
 
+def switches_of(key:str, # a dotted config key
+               )->list:
+    "The switches `key` needs on to take effect: (switch key, a value that turns it on, test of its value) for each."
+    return [g for g in _rules(GATES, key) if g[0] != key]
+
 def check_config(cfg:dict, # a config tree (from `load_config` or `get_default_config` + changes)
                  src:str='', # where it comes from, for the message
                  layer:dict|None=None, # key -> which file of a `_BASE_` chain set it last (0 = the root; `opts` after all files; None: a complete dump)
@@ -240,9 +245,9 @@ def check_config(cfg:dict, # a config tree (from `load_config` or `get_default_c
         if key not in defaults or listed(v) == listed(defaults[key]): continue
         for why in _rules(NO_EFFECT, key): raise InputValueError(f"{where}config key {key} = {v!r} is not supported: {why}")
         if key in layer and layer[key] is None: continue  # a dumped config.yaml lists every key, switched off or not
-        for switch, on, is_on in _rules(GATES, key):
+        for switch, on, is_on in switches_of(key):
             later = layer.get(switch, -1) > layer.get(key, 0)   # a child config turned the switch off: what its base set is left aside
-            if switch != key and not later and not is_on(cfg_get(cfg, switch)):
+            if not later and not is_on(cfg_get(cfg, switch)):
                 raise InputValueError(f"{where}config key {key} = {v!r} has no effect while {switch} is {cfg_get(cfg, switch)!r}: "
                                       f"set {switch} (e.g. {on!r}) or remove {key}")
     pbn = cfg_get(cfg, 'TEST.PRECISE_BN')

@@ -164,3 +164,96 @@ def test_signal_saves_one_line_and_exit_code(run_data, reference, sig):
     if sig == signal.SIGINT:   # SIGTERM takes the same path: one resume suffices
         _train(run_data, f, epochs=3, resume=True)
         _same_weights(reference, last)
+
+def _leaves(d:dict, p:str=''):
+    for k, v in d.items():
+        if isinstance(v, dict): yield from _leaves(v, f'{p}{k}.')
+        else: yield f'{p}{k}', v
+
+def _other(v):
+    "A value of the same type as `v` that differs from it."
+    if isinstance(v, bool): return not v
+    if isinstance(v, int): return v + 1
+    if isinstance(v, float): return v * 0.5 + 0.01
+    if isinstance(v, str): return v + 'x'
+    if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v) and v: return [x + 1 for x in v]
+    return list(v) + ['x']
+
+def _built(cfg):
+    "What a config builds: the recipe (model, loss, solver, data, test, run) and, for a Distiller, its teachers."
+    from reid_nb.config import cfg_get, check_config
+    from reid_nb.fastreid import recipe_from_config, kd_from_config
+    check_config(cfg)
+    return recipe_from_config(cfg), kd_from_config(cfg) if cfg_get(cfg, 'MODEL.META_ARCHITECTURE') == 'Distiller' else None
+
+ALWAYS_ON = {'TEST.ROC.ENABLED': 'every evaluation computes the ROC (ReIDResult.roc, the TPR@FPR columns of every table)'}
+
+def test_every_config_key_is_honoured_or_refused():
+    "Walk FastReID's whole default tree: each key set away from its default changes what is built, or is refused in one line naming it."
+    from reid_nb.config import get_default_config, cfg_set, switches_of
+    default = _built(get_default_config())
+    keys = list(_leaves(get_default_config()))
+    assert len(keys) >= 130, len(keys)
+    ignored = []
+    for key, v in keys:
+        if key in ALWAYS_ON: continue
+        base = get_default_config()
+        for switch, on, _ in switches_of(key): cfg_set(base, switch, on)   # the key's switches on, in the reference too
+        var = yaml.safe_load(yaml.safe_dump(base)); cfg_set(var, key, _other(v))
+        try: got = _built(var)
+        except InputError as e:
+            msg = str(e)
+            assert key in msg and '\n' not in msg, (key, msg); continue
+        try: ref = _built(base)
+        except InputError: ref = default          # its switches alone are refused: compare with the defaults
+        if got == ref: ignored.append(key)
+    eq(ignored, [])
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_checkpoints(run_data):
+    "--overwrite with a run that fails at iteration 1: the old run is still there, byte for byte; a good run then replaces it."
+    f = _cfg(run_data, 'ow', CHECKPOINT_MINUTES=5.0); out = run_data/'ow'
+    _train(run_data, f, epochs=1)
+    files = {p: p.read_bytes() for p in out.rglob('*') if p.is_file()}
+    assert out/'checkpoints'/'last.pth' in files and out/'log.csv' in files
+    with pytest.raises(InputError, match='training stopped'):   # Adam at lr 1e30: the loss of iteration 1 is not finite
+        _train(run_data, f, 'SOLVER.BASE_LR', '1e30', epochs=1, overwrite=True)
+    eq({p: p.read_bytes() for p in out.rglob('*') if p.is_file()}, files)
+    _train(run_data, f, 'SEED', '1', epochs=1, overwrite=True)
+    assert not (out/'.replaced').exists()
+    assert (out/'checkpoints'/'last.pth').read_bytes() != files[out/'checkpoints'/'last.pth']
+    eq(yaml.safe_load((out/'config.yaml').read_text())['SEED'], 1)
+
+def test_model_weights_initialise_the_model(run_data, reference):
+    "MODEL.WEIGHTS: the run starts from the checkpoint (at lr 0 it ends there) and says what loaded; without it the loss differs."
+    f = _cfg(run_data, 'w', WARMUP_ITERS=0)
+    out = _train(run_data, f, 'MODEL.WEIGHTS', str(reference), 'SOLVER.BASE_LR', '0', epochs=1)
+    n = len(load_checkpoint(reference)['model'])
+    assert f"MODEL.WEIGHTS: loaded {n}/{n} tensors from {reference}" in out, out
+    params = lambda p: {k: v for k, v in _model(p).items() if 'running_' not in k}   # batch-norm statistics move in training mode
+    got, want = params(run_data/'w'/'checkpoints'/'last.pth'), params(reference)
+    for k in want: eq(got[k], want[k])
+    _train(run_data, _cfg(run_data, 'w0', WARMUP_ITERS=0), 'SOLVER.BASE_LR', '0', epochs=1)
+    import pandas as pd
+    lw, l0 = (pd.read_csv(run_data/o/'log.csv').train_loss.iloc[0] for o in ('w', 'w0'))
+    assert lw < l0 - 0.1, (lw, l0)   # the trained weights' loss, not a random model's
+
+def test_device_and_config_file_refusals(run_data, tmp_path):
+    "MODEL.DEVICE cuda without CUDA, and config files that are empty, key-less, binary or folders: one line each, exit 2."
+    from reid_nb.cli import main
+    def one_line(*argv):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err): rc = main(list(map(str, argv)))
+        lines = [l for l in err.getvalue().splitlines() if not l.startswith('reid-nb: warning:')]
+        eq(rc, 2); eq(len(lines), 1)
+        return lines[0]
+    if not torch.cuda.is_available():
+        msg = one_line('train', '--config-file', _cfg(run_data, 'dev'), 'MODEL.DEVICE', 'cuda')
+        assert "MODEL.DEVICE = 'cuda' but this machine has no CUDA device" in msg, msg
+        assert not (run_data/'dev').exists()
+    (tmp_path/'empty.yml').write_text('')
+    (tmp_path/'comments.yml').write_text('# nothing here\n')
+    (tmp_path/'model.yml').write_bytes(torch.zeros(64).numpy().tobytes() + b'\xff\xfe')
+    assert 'empty.yml is empty' in one_line('train', '--config-file', tmp_path/'empty.yml')
+    assert 'comments.yml is empty' in one_line('train', '--config-file', tmp_path/'comments.yml')
+    assert f'{tmp_path/"model.yml"} is not a text YAML file' in one_line('train', '--config-file', tmp_path/'model.yml')
+    assert f'{tmp_path} is a folder, expected a YAML file' in one_line('train', '--config-file', tmp_path)
