@@ -6,15 +6,16 @@ Docs: https://reid-nb.github.io/reid_nb/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #82e8222d
 from __future__ import annotations
-import os, random, re, sys
+import os, random, re, sys, time
 from pathlib import Path
 import numpy as np
 import torch
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'DEFAULT_SIZE', 'REF_ITERS_PER_EPOCH', 'default_device', 'InputError',
-           'InputValueError', 'InputKeyError', 'InputTypeError', 'InputFileError', 'interactive', 'Registry',
-           'seed_everything', 'get_rng_states', 'set_rng_states', 'save_checkpoint', 'load_checkpoint']
+           'InputValueError', 'InputKeyError', 'InputTypeError', 'InputFileError', 'interactive', 'Progress',
+           'progress', 'Registry', 'seed_everything', 'get_rng_states', 'set_rng_states', 'save_checkpoint',
+           'load_checkpoint']
 
 # %% ../nbs/00_core.ipynb #2e45e1da
 def default_device(prefer:str|None=None, # 'cuda', 'mps' or 'cpu'; None picks the best available
@@ -45,6 +46,77 @@ def interactive()->bool:
     "Is output watched by a person — a Jupyter notebook or a terminal? (Else: a log file or a pipe.)"
     from fastcore.imports import IN_NOTEBOOK
     return bool(IN_NOTEBOOK) or sys.stdout.isatty()
+
+# %% ../nbs/00_core.ipynb #06f70ee2
+class Progress:
+    "Progress of a long loop: a bar on a terminal, a line every ~10 % or every minute in a log or a pipe, nothing when `quiet`."
+    def __init__(self,
+                 total:int|None, # how many steps make 100 % (None: unknown, only counts are shown)
+                 desc:str='', # what is progressing, e.g. 'embed'
+                 quiet:bool=False, # print nothing
+                 bar:bool|None=None, # redraw one bar in place (default: when `file` is a terminal)
+                 file=None, # where to write (default: sys.stderr, so piped results stay clean)
+                 every:float=0.1, # without a bar: a line each time this fraction of `total` is passed...
+                 seconds:float=60., # ...or this many seconds have gone by since the last line
+                 unit:str='', # the steps' name in the lines, e.g. 'images'
+                ):
+        self.total, self.desc, self.quiet, self.every, self.seconds, self.unit = total, desc, quiet, every, seconds, unit
+        self.file = file if file is not None else sys.stderr
+        self.bar = bar if bar is not None else bool(getattr(self.file, 'isatty', lambda: False)())
+        self.n, self.t0 = 0, time.monotonic()
+        self._last_t, self._mark, self._closed = self.t0, 1, False   # the next line is due at mark × every × total steps
+
+    def _text(self)->str:
+        el = time.monotonic() - self.t0
+        u = f" {self.unit}" if self.unit else ''
+        if not self.total: return f"{self.desc}: {self.n}{u}, {el:.0f} s"
+        f = self.n / self.total
+        left = f", ~{el * (1 - f) / f:.0f} s left" if 0 < f < 1 else ''
+        return f"{self.desc}: {self.n}/{self.total}{u} ({100 * f:.0f} %), {el:.0f} s{left}"
+
+    def _write(self, s:str, end:str):
+        print(s, end=end, file=self.file, flush=True)
+
+    def update(self, n:int=1):
+        "Count `n` more steps done, and show it when the rule says so."
+        self.n += n
+        if self.quiet: return
+        now = time.monotonic()
+        if self.bar:
+            if now - self._last_t < 0.1 and self.n != self.total: return   # redraw at most 10 times a second
+            w = 30; f = min(self.n / self.total, 1) if self.total else 0
+            bar = '#' * int(w * f) + '-' * (w - int(w * f)) if self.total else ''
+            line = f"{self._text()} {bar}"
+            self._width = max(getattr(self, '_width', 0), len(line))
+            self._write('\r' + line.ljust(self._width), '')   # padded: a shorter line wipes the longer one before it
+            self._last_t = now
+            return
+        due = lambda: self.total and self.n >= self._mark * self.every * self.total - 1e-9
+        if due() or now - self._last_t >= self.seconds:
+            self._write(self._text(), '\n')
+            self._last_t = now
+            while due(): self._mark += 1
+
+    def close(self):
+        "End the display: the bar's line is closed."
+        if self._closed: return
+        self._closed = True
+        if self.bar and not self.quiet: self._write('', '\n')
+
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
+
+def progress(items, # an iterable; its len() is the total when it has one
+             total:int|None=None, # steps in all (default: len(items))
+             **kwargs, # passed on to `Progress`: desc, quiet, bar, file, every, seconds, unit
+            ):
+    "Yield the items of `items`, showing a `Progress` as they are consumed."
+    if total is None and hasattr(items, '__len__'): total = len(items)
+    with Progress(total, **kwargs) as p:
+        for x in items:
+            yield x
+            p.update()
+
 
 # %% ../nbs/00_core.ipynb #f0c7e2ae
 IMAGENET_MEAN = (0.485, 0.456, 0.406) # per-channel mean of ImageNet, RGB in [0, 1]
