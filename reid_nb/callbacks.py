@@ -13,7 +13,7 @@ import torch.distributed as dist
 from torch import nn
 from fastcore.basics import store_attr
 from fastcore.foundation import L
-from .core import save_checkpoint, get_rng_states, set_rng_states, InputError, InputValueError
+from .core import save_checkpoint, get_rng_states, set_rng_states, Progress, InputError, InputValueError
 from .evaluate import reid_eval, NonFiniteFeatures
 from .models import ModelMeta
 from .distributed import is_main_process, rank_world, reid_eval_distributed
@@ -355,23 +355,23 @@ class CSVLog(CSVLogger):
 
 # %% ../nbs/31_callbacks.ipynb #702635cd
 class ProgressLines(Callback):
-    "Piped output: a line every `step` of a training epoch (at most one per `min_gap` s) or every `every` s."
+    "Piped output: `reid_nb.core.Progress` lines within each training epoch (every `every` of it, or every `seconds`)."
     order = 56  # beside PlainLog
-    def __init__(self, step:float=0.1, # print after each further share of the epoch (0.1: every 10 %)
-                 every:float=60., # ... or after this many seconds
-                 min_gap:float=5., # but not twice within this many seconds
+    def __init__(self, every:float=0.1, # a line each time this share of the epoch is done...
+                 seconds:float=60., # ...or this many seconds have passed
+                 file=None, # where the lines go (default: stderr)
                 ):
-        store_attr()
-    def before_train(self): self.t0 = self.t_last = time.monotonic(); self.done_last = 0.
+        store_attr(); self.p = None
+    def before_train(self):
+        if is_main_process(): self.p = Progress(len(self.dl), self._desc(), bar=False, file=self.file, every=self.every, seconds=self.seconds, unit='batches')
+    def _desc(self)->str:
+        sl = self.recorder.smooth_loss.count and float(self.recorder.smooth_loss.value)
+        return f"epoch {self.epoch}/{self.n_epoch}" + (f", loss {sl:.4f}" if sl else '')
     def after_batch(self):
-        if not self.training or not is_main_process(): return
-        i, n, now = self.iter + 1, self.n_iter, time.monotonic()
-        if i >= n: return
-        frac = i / n
-        if not ((frac - self.done_last >= self.step - 1e-9 and now - self.t_last >= self.min_gap) or now - self.t_last >= self.every): return
-        self.done_last, self.t_last = frac, now
-        print(f"epoch {self.epoch}/{self.n_epoch}: {100 * frac:3.0f}% ({i}/{n} batches), loss {float(self.recorder.smooth_loss.value):.4f}, "
-              f"{now - self.t0:.0f} s", flush=True)
+        if self.p is None or not self.training: return
+        self.p.desc = self._desc(); self.p.update(self.iter + 1 - self.p.n)  # a resumed epoch starts at its batch
+    def after_train(self):
+        if self.p is not None: self.p.close(); self.p = None
 
 # %% ../nbs/31_callbacks.ipynb #b27be637
 def _loader_state(dl)->dict:
