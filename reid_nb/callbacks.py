@@ -355,20 +355,25 @@ class CSVLog(CSVLogger):
 
 # %% ../nbs/31_callbacks.ipynb #702635cd
 class ProgressLines(Callback):
-    "Piped output: `reid_nb.core.Progress` lines within each training epoch (every `every` of it, or every `seconds`)."
+    "Piped output: `reid_nb.core.Progress` lines within each training epoch that lasts over `after` s (every `every` of it, or every `seconds`)."
     order = 56  # beside PlainLog
     def __init__(self, every:float=0.1, # a line each time this share of the epoch is done...
                  seconds:float=60., # ...or this many seconds have passed
-                 file=None, # where the lines go (default: stderr)
+                 after:float=10., # say nothing during an epoch's first seconds: a short epoch has just its row
+                 file=None, # where the lines go (default: stderr, beside warnings; the table stays on stdout)
                 ):
         store_attr(); self.p = None
-    def before_train(self):
-        if is_main_process(): self.p = Progress(len(self.dl), self._desc(), bar=False, file=self.file, every=self.every, seconds=self.seconds, unit='batches')
+    def before_train(self): self.t0, self.p = time.monotonic(), None
     def _desc(self)->str:
         sl = self.recorder.smooth_loss.count and float(self.recorder.smooth_loss.value)
         return f"epoch {self.epoch}/{self.n_epoch}" + (f", loss {sl:.4f}" if sl else '')
     def after_batch(self):
-        if self.p is None or not self.training: return
+        n = len(self.dl)
+        if not self.training or not is_main_process() or self.iter + 1 >= n: return  # the epoch's row follows its last batch
+        if self.p is None:
+            if time.monotonic() - self.t0 < self.after: return
+            self.p = Progress(n, self._desc(), bar=False, file=self.file, every=self.every, seconds=self.seconds, unit='batches')
+            self.p.t0 = self.t0
         self.p.desc = self._desc(); self.p.update(self.iter + 1 - self.p.n)  # a resumed epoch starts at its batch
     def after_train(self):
         if self.p is not None: self.p.close(); self.p = None

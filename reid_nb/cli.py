@@ -111,6 +111,21 @@ def _init_weights(model, path:str)->str:
     few = ', '.join(skipped[:4]) + (f", ... {len(skipped) - 4} more" if len(skipped) > 4 else '')
     return f"MODEL.WEIGHTS: loaded {rep.loaded}/{total} tensors from {path}" + (f"; skipped: {few}" if skipped else '')
 
+class _ExitOnSignals:
+    "SIGINT/SIGTERM outside the training loop (loading data, building the model, the final evaluation): one line, exit 130/143."
+    def __init__(self, last:Path): self.last, self.old = last, {}
+    def _stop(self, signum, frame):
+        then = f"--resume continues from {self.last}" if self.last.is_file() else "nothing saved yet"
+        print(f"interrupted outside the training loop: {then}", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signum)
+    def __enter__(self):
+        import signal, threading
+        if threading.current_thread() is threading.main_thread():
+            self.old = {s: signal.signal(s, self._stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    def __exit__(self, *exc):
+        import signal
+        for s, h in self.old.items(): signal.signal(s, h)
+
 def train(config_file:str, # FastReID-style YAML
           opts:list|None=None, # KEY VALUE config overrides, e.g. SOLVER.BASE_LR 0.001
           root:str|None=None, # datasets root (default: DATASETS.ROOT among the options, $REID_NB_DATASETS, $FASTREID_DATASETS, ./datasets)
@@ -120,7 +135,6 @@ def train(config_file:str, # FastReID-style YAML
           seed:int|None=None, # seed of every random generator (default: the config's SEED)
          ):
     "Train as the config says; returns the final `ReIDResult` (None when a resumed run had already finished)."
-    import signal
     from reid_nb.config import save_config, cfg_get
     from reid_nb.core import seed_everything
     from reid_nb.fastreid import recipe_from_config
@@ -134,79 +148,80 @@ def train(config_file:str, # FastReID-style YAML
     out = Path(run['output_dir'])
     last = out/'checkpoints'/'last.pth'
     if resume and overwrite: raise CLIError("--resume and --overwrite exclude each other")
-    device = _train_device(run)
-    if (out/_ASIDE).is_dir() and is_main_process():
-        _put_back(out); print(f"note: restored the earlier run in {out} that an interrupted --overwrite had set aside", flush=True)
-    if resume and not last.is_file(): raise CLIError(f"--resume: {last} does not exist")
-    earlier = [f for f in _RUN_FILES if (out/f).is_file()]
-    if earlier and not (resume or overwrite):
-        raise CLIError(f"OUTPUT_DIR {out} already holds a run ({', '.join(earlier)}): pass --resume to continue it, --overwrite to "
-                       "replace it, or choose another OUTPUT_DIR")
-    setup_distributed()   # under torchrun: join the ranks; every rank has looked at OUTPUT_DIR, and only rank 0 writes into it
-    main_rank = is_main_process()
-    barrier()
-    if resume:
-        from reid_nb.core import load_checkpoint
-        done, planned = int(load_checkpoint(last).get('epoch', 0)), epochs or r['solver']['epochs']
-        if done >= planned:
-            print(f"the run in {out} already finished {done} of {planned} epochs: nothing to train "
-                  "(--epochs N for a longer run, --overwrite to start again)", flush=True)
-            return None
-    if run.get('cudnn_benchmark') is not None:
-        import torch; torch.backends.cudnn.benchmark = bool(run['cudnn_benchmark'])
-    if r['solver'].get('amp') and device != 'cuda' and not (device is None and __import__('torch').cuda.is_available()):
-        warnings.warn("SOLVER.AMP.ENABLED is True but training runs on the CPU: mixed precision needs CUDA, so the run is fp32")
-    root = data_root(root or oroot)
-    tests = run['tests'] or run['datasets']
-    df = _frames(root, run['datasets'], tests)
-    seed_everything(run['seed'])
-    dls = recipe_dataloaders(df, r, seed=run['seed'], **({'device': device} if device else {}))
-    if run.get('num_classes') and run['num_classes'] != dls.n_classes:
-        raise CLIError(f"MODEL.HEADS.NUM_CLASSES = {run['num_classes']} but the training data has {dls.n_classes} identities "
-                       "(0, the default, takes the number from the data)")
-    pretrained = r['model'].get('pretrained')
-    if pretrained is None:
-        from reid_nb.backbones import pretrained_hint
-        warnings.warn(f"MODEL.BACKBONE.PRETRAIN is True but PRETRAIN_PATH is empty, and reid_nb downloads nothing implicitly: training "
-                      f"{r['model']['arch']} from RANDOM weights. Set MODEL.BACKBONE.PRETRAIN_PATH to "
-                      f"{pretrained_hint(r['model']['arch'], r['model'].get('with_ibn', False))}, or MODEL.BACKBONE.PRETRAIN False to say random weights are meant")
-        pretrained = False
-    log = CSVLog(fname='log.csv', append=resume)
-    if cfg_get(cfg, 'MODEL.META_ARCHITECTURE') == 'Distiller':  # FastDistill: the KD section's teachers distil into this student
-        from reid_nb.fastreid import kd_from_config
-        from reid_nb.distill import distill_learner
-        from reid_nb.models import load_reid_model
-        kd = kd_from_config(cfg)
-        teachers = [load_reid_model(t['path'], config=t['config']) for t in kd['teachers']]
-        learn = distill_learner(dls, teacher=teachers, kd=kd['kd'], pretrained=pretrained, path=out, cbs=log)
-    else: learn = reid_learner(dls, pretrained=pretrained, path=out, cbs=log)
-    m = learn.model
-    C = getattr(m, 'out_channels', None) or getattr(getattr(m, 'backbone', None), 'out_channels', None)
-    if run.get('feat_dim') and C and run['feat_dim'] != C:
-        raise CLIError(f"MODEL.BACKBONE.FEAT_DIM = {run['feat_dim']} but backbone {learn.arch!r} gives {C} channels: set MODEL.BACKBONE.FEAT_DIM {C}")
-    loaded = _init_weights(learn.model, run['weights']) if run.get('weights') and not resume else None
-    if overwrite and main_rank: _move(_run_files(out), out, out/_ASIDE)  # only now that data, config and model are good; back if no checkpoint lands
-    if main_rank:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out/'config.yaml')
-        print(f"train: {dls.n_classes} identities, {dls.train.n} images ({len(dls.train)} batches of {dls.train.bs}) at {dls.settings['size']}; "
-              f"test: {dls.query.n} query / {dls.gallery.n} gallery images at {dls.settings['size_test']}; {learn.arch} -> {out}", flush=True)
-        if loaded: print(loaded, flush=True)
-    class _DropAside(Callback):  # the new run's first checkpoint landed: the old run goes
-        order = 81
-        def after_batch(self):
-            if self.learn.checkpoint.saves and (out/_ASIDE).is_dir():
-                import shutil; shutil.rmtree(out/_ASIDE, ignore_errors=True)
-        after_epoch = after_batch
-    try: res = learn.fit_reid(epochs, resume=last if resume else None, save_dir=out/'checkpoints', cbs=[_DropAside()] if overwrite and main_rank else None)
-    except TrainingInterrupted as e:
-        print(f"interrupted at epoch {e.epoch}, iteration {e.batch}: --resume continues", file=sys.stderr, flush=True)
-        raise SystemExit(128 + int(e.signum)) from None  # 130 for SIGINT, 143 for SIGTERM, as a shell reports them
-    except BaseException:
-        if overwrite and main_rank: _put_back(out)
-        raise
-    if main_rank: _results(res, out, '+'.join(tests))
-    return res
+    with _ExitOnSignals(last):  # inside fit, CheckpointCallback's handlers finish the batch and save first
+        device = _train_device(run)
+        if (out/_ASIDE).is_dir() and is_main_process():
+            _put_back(out); print(f"note: restored the earlier run in {out} that an interrupted --overwrite had set aside", flush=True)
+        if resume and not last.is_file(): raise CLIError(f"--resume: {last} does not exist")
+        earlier = [f for f in _RUN_FILES if (out/f).is_file()]
+        if earlier and not (resume or overwrite):
+            raise CLIError(f"OUTPUT_DIR {out} already holds a run ({', '.join(earlier)}): pass --resume to continue it, --overwrite to "
+                           "replace it, or choose another OUTPUT_DIR")
+        setup_distributed()   # under torchrun: join the ranks; every rank has looked at OUTPUT_DIR, and only rank 0 writes into it
+        main_rank = is_main_process()
+        barrier()
+        if resume:
+            from reid_nb.core import load_checkpoint
+            done, planned = int(load_checkpoint(last).get('epoch', 0)), epochs or r['solver']['epochs']
+            if done >= planned:
+                print(f"the run in {out} already finished {done} of {planned} epochs: nothing to train "
+                      "(--epochs N for a longer run, --overwrite to start again)", flush=True)
+                return None
+        if run.get('cudnn_benchmark') is not None:
+            import torch; torch.backends.cudnn.benchmark = bool(run['cudnn_benchmark'])
+        if r['solver'].get('amp') and device != 'cuda' and not (device is None and __import__('torch').cuda.is_available()):
+            warnings.warn("SOLVER.AMP.ENABLED is True but training runs on the CPU: mixed precision needs CUDA, so the run is fp32")
+        root = data_root(root or oroot)
+        tests = run['tests'] or run['datasets']
+        df = _frames(root, run['datasets'], tests)
+        seed_everything(run['seed'])
+        dls = recipe_dataloaders(df, r, seed=run['seed'], **({'device': device} if device else {}))
+        if run.get('num_classes') and run['num_classes'] != dls.n_classes:
+            raise CLIError(f"MODEL.HEADS.NUM_CLASSES = {run['num_classes']} but the training data has {dls.n_classes} identities "
+                           "(0, the default, takes the number from the data)")
+        pretrained = r['model'].get('pretrained')
+        if pretrained is None:
+            from reid_nb.backbones import pretrained_hint
+            warnings.warn(f"MODEL.BACKBONE.PRETRAIN is True but PRETRAIN_PATH is empty, and reid_nb downloads nothing implicitly: training "
+                          f"{r['model']['arch']} from RANDOM weights. Set MODEL.BACKBONE.PRETRAIN_PATH to "
+                          f"{pretrained_hint(r['model']['arch'], r['model'].get('with_ibn', False))}, or MODEL.BACKBONE.PRETRAIN False to say random weights are meant")
+            pretrained = False
+        log = CSVLog(fname='log.csv', append=resume)
+        if cfg_get(cfg, 'MODEL.META_ARCHITECTURE') == 'Distiller':  # FastDistill: the KD section's teachers distil into this student
+            from reid_nb.fastreid import kd_from_config
+            from reid_nb.distill import distill_learner
+            from reid_nb.models import load_reid_model
+            kd = kd_from_config(cfg)
+            teachers = [load_reid_model(t['path'], config=t['config']) for t in kd['teachers']]
+            learn = distill_learner(dls, teacher=teachers, kd=kd['kd'], pretrained=pretrained, path=out, cbs=log)
+        else: learn = reid_learner(dls, pretrained=pretrained, path=out, cbs=log)
+        m = learn.model
+        C = getattr(m, 'out_channels', None) or getattr(getattr(m, 'backbone', None), 'out_channels', None)
+        if run.get('feat_dim') and C and run['feat_dim'] != C:
+            raise CLIError(f"MODEL.BACKBONE.FEAT_DIM = {run['feat_dim']} but backbone {learn.arch!r} gives {C} channels: set MODEL.BACKBONE.FEAT_DIM {C}")
+        loaded = _init_weights(learn.model, run['weights']) if run.get('weights') and not resume else None
+        if overwrite and main_rank: _move(_run_files(out), out, out/_ASIDE)  # only now that data, config and model are good; back if no checkpoint lands
+        if main_rank:
+            out.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, out/'config.yaml')
+            print(f"train: {dls.n_classes} identities, {dls.train.n} images ({len(dls.train)} batches of {dls.train.bs}) at {dls.settings['size']}; "
+                  f"test: {dls.query.n} query / {dls.gallery.n} gallery images at {dls.settings['size_test']}; {learn.arch} -> {out}", flush=True)
+            if loaded: print(loaded, flush=True)
+        class _DropAside(Callback):  # the new run's first checkpoint landed: the old run goes
+            order = 81
+            def after_batch(self):
+                if self.learn.checkpoint.saves and (out/_ASIDE).is_dir():
+                    import shutil; shutil.rmtree(out/_ASIDE, ignore_errors=True)
+            after_epoch = after_batch
+        try: res = learn.fit_reid(epochs, resume=last if resume else None, save_dir=out/'checkpoints', cbs=[_DropAside()] if overwrite and main_rank else None)
+        except TrainingInterrupted as e:
+            print(f"interrupted at epoch {e.epoch}, iteration {e.batch}: --resume continues", file=sys.stderr, flush=True)
+            raise SystemExit(128 + int(e.signum)) from None  # 130 for SIGINT, 143 for SIGTERM, as a shell reports them
+        except BaseException:
+            if overwrite and main_rank: _put_back(out)
+            raise
+        if main_rank: _results(res, out, '+'.join(tests))
+        return res
 
 # %% ../nbs/50_cli.ipynb #087cd89b
 def _check_model(model, asked:dict, weights, config_file):
