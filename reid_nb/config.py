@@ -288,7 +288,7 @@ def load_config(path:str|Path, # a FastReID-style YAML file (configs/..., or a d
     for i, (f, d) in enumerate(chain):
         merge_config(cfg, d, src=str(f), strict=strict)
         keys = [k for k, _ in _leaves(d)]
-        dump = len(keys) >= len(list(_leaves(_DEFAULTS)))   # a config.yaml that FastReID or `save_config` wrote: every key
+        dump = len(keys) >= 0.9 * len(list(_leaves(_DEFAULTS)))   # a config.yaml that FastReID or `save_config` wrote: (nearly) every key
         layer.update({k: None if dump else i for k in keys})
     layer.update({k: len(chain) for k in list(opts or [])[0::2]})
     return check_config(merge_opts(cfg, opts), src=str(path), layer=layer)

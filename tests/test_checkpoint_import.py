@@ -63,8 +63,10 @@ def test_default_config_matches_fastreid():
     from reid_nb.config import get_default_config
     from fastreid.config import get_cfg
     ours = get_default_config()
-    assert ours.pop('SEED') == 0   # reid_nb's one addition (FastReID has no seed key)
-    assert yaml.safe_load(get_cfg().dump()) == ours
+    assert ours.pop('SEED') == 0   # reid_nb's additions: SEED, SOLVER.CHECKPOINT_MINUTES; its one other default: MODEL.DEVICE auto
+    assert ours['SOLVER'].pop('CHECKPOINT_MINUTES') == 5.0
+    assert ours['MODEL']['DEVICE'] == 'auto'
+    assert yaml.safe_load(get_cfg().dump()) == {**ours, 'MODEL': {**ours['MODEL'], 'DEVICE': 'cuda'}}
 
 @needs_fastreid
 @pytest.mark.parametrize('path', sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.glob('**/*.yml')))
@@ -73,10 +75,12 @@ def test_configs_match_fastreid(path, tmp_path):
     from fastreid.config import get_cfg
     cfg = get_cfg(); cfg.merge_from_file(str(CONFIGS/path))
     ref = {**yaml.safe_load(cfg.dump()), 'SEED': 0}
-    assert load_config(CONFIGS/path) == ref
-    # the dumped config.yaml that FastReID writes into its output folder loads too
+    ref['SOLVER']['CHECKPOINT_MINUTES'] = 5.0   # reid_nb's additions, at their defaults
+    # the dumped config.yaml that FastReID writes into its output folder loads too (it says MODEL.DEVICE cuda)
     (tmp_path/'config.yaml').write_text(cfg.dump())
     assert load_config(tmp_path/'config.yaml') == ref
+    ref['MODEL']['DEVICE'] = 'auto'             # reid_nb's default: CUDA when there is one
+    assert load_config(CONFIGS/path) == ref
 
 # ---------------------------------------------------------------------------------------------
 # FastReID checkpoints
