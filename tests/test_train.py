@@ -131,18 +131,18 @@ def _wait_mid_epoch(p, last:Path, timeout=240):
 
 @pytest.fixture(scope='module')
 def reference(run_data):
-    "An uninterrupted 3-epoch run: the weights every interrupted and resumed run must end with."
-    _train(run_data, _cfg(run_data, 'ref'), epochs=3)
+    "An uninterrupted 2-epoch run: the weights every interrupted and resumed run must end with."
+    _train(run_data, _cfg(run_data, 'ref'), epochs=2)
     return run_data/'ref'/'checkpoints'/'last.pth'
 
 def test_kill9_mid_epoch_then_resume(run_data, reference):
     "kill -9 after the first mid-epoch save: --resume continues from that batch and ends where the uninterrupted run ends."
     f = _cfg(run_data, 'k9'); last = run_data/'k9'/'checkpoints'/'last.pth'
-    p = _start(run_data, f, '--epochs', 3)
+    p = _start(run_data, f, '--epochs', 2)
     st = _wait_mid_epoch(p, last)
     p.kill(); p.wait()
     assert st['epoch'] == 0 and 0 < st['batch'] < 8, (st['epoch'], st['batch'])
-    out = _train(run_data, f, epochs=3, resume=True)
+    out = _train(run_data, f, epochs=2, resume=True)
     assert 'resuming from' in out and 'continuing at' in out, out
     _same_weights(reference, last)
 
@@ -151,7 +151,7 @@ def test_signal_saves_one_line_and_exit_code(run_data, reference, sig):
     "SIGINT / SIGTERM: the batch ends, the state is written, one line, exit 130 / 143, no traceback; --resume ends as the uninterrupted run."
     name = signal.Signals(sig).name.lower()
     f = _cfg(run_data, name); last = run_data/name/'checkpoints'/'last.pth'
-    p = _start(run_data, f, '--epochs', 3)
+    p = _start(run_data, f, '--epochs', 2)
     _wait_mid_epoch(p, last)
     p.send_signal(sig)
     stdout, stderr = p.communicate(timeout=240)
@@ -162,7 +162,7 @@ def test_signal_saves_one_line_and_exit_code(run_data, reference, sig):
     st = load_checkpoint(last)
     eq(lines[0], f"interrupted at epoch {st['epoch']}, iteration {st['batch']}: --resume continues")
     if sig == signal.SIGINT:   # SIGTERM takes the same path: one resume suffices
-        _train(run_data, f, epochs=3, resume=True)
+        _train(run_data, f, epochs=2, resume=True)
         _same_weights(reference, last)
 
 def _leaves(d:dict, p:str=''):
