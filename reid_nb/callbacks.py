@@ -6,14 +6,14 @@ Docs: https://reid-nb.github.io/reid_nb/callbacks.html.md"""
 
 # %% ../nbs/31_callbacks.ipynb #ea056c36
 from __future__ import annotations
-import math, warnings
+import inspect, math, signal, threading, time, warnings
 from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn
 from fastcore.basics import store_attr
 from fastcore.foundation import L
-from .core import save_checkpoint, get_rng_states, set_rng_states, InputError, InputValueError
+from .core import save_checkpoint, get_rng_states, set_rng_states, Progress, InputError, InputValueError
 from .evaluate import reid_eval, NonFiniteFeatures
 from .models import ModelMeta
 from .distributed import is_main_process, rank_world, reid_eval_distributed
@@ -24,8 +24,8 @@ from fastai.learner import Learner, Metric
 # %% auto #0
 __all__ = ['warmup_factor', 'LRSchedule', 'WarmupCallback', 'CosineAfterDelay', 'MultiStepLR', 'FreezeBackbone', 'ClipGradients',
            'MixedPrecision', 'mixed_precision', 'TargetsToModel', 'TrainingDiverged', 'LossTerms', 'ReIDEvalCallback',
-           'PlainLog', 'CSVLog', 'learner_meta', 'training_state', 'CheckpointCallback', 'RestoreTrainingState',
-           'ChannelsLast', 'CompileModel']
+           'PlainLog', 'CSVLog', 'ProgressLines', 'learner_meta', 'training_state', 'TrainingInterrupted',
+           'CheckpointCallback', 'RestoreTrainingState', 'update_bn_stats', 'PreciseBN', 'ChannelsLast', 'CompileModel']
 
 # %% ../nbs/31_callbacks.ipynb #51e2d2a8
 def _run_epoch(learn)->float:
@@ -189,6 +189,8 @@ class TargetsToModel(Callback):
 class TrainingDiverged(InputError, FloatingPointError):
     "The loss became non-finite or exploded: training stopped (usually the learning rate is too high)."
 
+_LOWER_LR = "lower the learning rate (base_lr=, or SOLVER.BASE_LR in a config)"
+
 def _diverged(learn, what:str):
     "Raise `TrainingDiverged`: `what` went wrong, with the last loss terms and the learning rate."
     terms = ', '.join(f"{k}={float(t):.4g}" for k, t in (getattr(learn.loss_func, 'last', None) or {}).items())
@@ -212,18 +214,22 @@ class _TermMetric(Metric):
     def name(self): return self._name
 
 class LossTerms(Callback):
-    "Record each term of `loss_func.last` (per iteration and as epoch columns); stop when the loss diverges."
+    "Record each term of `loss_func.last` (per iteration and as epoch columns); stop when the loss explodes, warn when it climbs."
     order = 40
-    def __init__(self, diverge_factor:float=1e4): # stop when the loss exceeds this many times its first value
-        self.diverge_factor = diverge_factor
+    def __init__(self, diverge_factor:float=1e4, # stop when the loss exceeds this many times its first value
+                 rise_factor:float=2., # warn when an epoch's mean loss exceeds this many times the lowest before it
+                ):
+        self.diverge_factor, self.rise_factor = diverge_factor, rise_factor
     def before_fit(self):
         lf = self.learn.loss_func
         self.names = list(getattr(lf, 'specs', None) or getattr(lf, 'terms', None) or {})  # ReIDLoss keeps its terms in `specs`
         self.learn.recorder.terms, self.first, self.last = {}, None, {}
+        self.means, self.diverging = [], None  # epoch means of the loss; the warning of the run, if any (a resumed run restores both)
         self._added = [_TermMetric(self, n) for n in self.names]
         self.learn.metrics = L(self.learn.metrics) + self._added
         self.learn.recorder.train_metrics = True
     def _stop(self, what:str): _diverged(self.learn, what)
+    def before_train(self): self.sum, self.count = 0., 0
     def after_loss(self):
         if not self.training: return
         v = self.learn.loss_grad.detach().float().sum()
@@ -231,12 +237,19 @@ class LossTerms(Callback):
             dist.all_reduce(v); v = v / dist.get_world_size()                               # (NaN and inf survive the sum)
         v = float(v)
         if self.first is None and math.isfinite(v): self.first = max(abs(v), 1e-6)
-        if math.isfinite(v) and (self.first is None or abs(v) <= self.diverge_factor * self.first): return
+        if math.isfinite(v) and (self.first is None or abs(v) <= self.diverge_factor * self.first):
+            self.sum += v; self.count += 1; return
         what = f"is {v}" if not math.isfinite(v) else f"grew to {v:.4g}, {v / self.first:.3g} times its first value {self.first:.4g}"
         self._stop(f"the loss {what} at iteration {self.learn.train_iter} (epoch {self.epoch})")
     def after_train(self):  # a last step can break the weights without a later loss to show it: check before any evaluation
         bad = next((n for n, t in self.learn.model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
         if bad is not None: self._stop(f"the weights are not finite (first: {bad}) after epoch {self.epoch}")
+        if not self.count: return
+        mean, low = self.sum / self.count, min([self.first or math.inf, *self.means])
+        self.means.append(mean)
+        if mean > self.rise_factor * low:
+            self.diverging = f"loss {low:.4g} -> {mean:.4g} at epoch {self.epoch}: diverging; {_LOWER_LR}"
+            warnings.warn(self.diverging)
     def after_batch(self):
         self.last = {}
         if not self.training: return
@@ -340,6 +353,31 @@ class CSVLog(CSVLogger):
     def after_fit(self):
         if self.file is not None: super().after_fit()
 
+# %% ../nbs/31_callbacks.ipynb #702635cd
+class ProgressLines(Callback):
+    "Piped output: `reid_nb.core.Progress` lines within each training epoch that lasts over `after` s (every `every` of it, or every `seconds`)."
+    order = 56  # beside PlainLog
+    def __init__(self, every:float=0.1, # a line each time this share of the epoch is done...
+                 seconds:float=60., # ...or this many seconds have passed
+                 after:float=10., # say nothing during an epoch's first seconds: a short epoch has just its row
+                 file=None, # where the lines go (default: stderr, beside warnings; the table stays on stdout)
+                ):
+        store_attr(); self.p = None
+    def before_train(self): self.t0, self.p = time.monotonic(), None
+    def _desc(self)->str:
+        sl = self.recorder.smooth_loss.count and float(self.recorder.smooth_loss.value)
+        return f"epoch {self.epoch}/{self.n_epoch}" + (f", loss {sl:.4f}" if sl else '')
+    def after_batch(self):
+        n = len(self.dl)
+        if not self.training or not is_main_process() or self.iter + 1 >= n: return  # the epoch's row follows its last batch
+        if self.p is None:
+            if time.monotonic() - self.t0 < self.after: return
+            self.p = Progress(n, self._desc(), bar=False, file=self.file, every=self.every, seconds=self.seconds, unit='batches')
+            self.p.t0 = self.t0
+        self.p.desc = self._desc(); self.p.update(self.iter + 1 - self.p.n)  # a resumed epoch starts at its batch
+    def after_train(self):
+        if self.p is not None: self.p.close(); self.p = None
+
 # %% ../nbs/31_callbacks.ipynb #b27be637
 def _loader_state(dl)->dict:
     "Random state owned by a data loader: fastai's `rng`, torch's `generator`, the sampler's epoch/generator."
@@ -373,45 +411,87 @@ def learner_meta(learn)->ModelMeta:
     s = getattr(learn.dls, 'settings', None) or {}
     return ModelMeta.of(learn.model, s.get('size'), s.get('size_test'), getattr(learn, 'recipe', None))
 
-def training_state(learn:Learner)->dict:
-    "Everything needed to continue training `learn` where it stands (after an epoch)."
-    ev = getattr(learn, 'reid_eval', None)
+def training_state(learn:Learner, # the learner, after an epoch or (with `epoch_start`) after a batch
+                   epoch_start:dict|None=None, # mid-epoch: {'loader', 'rng'} as they were when this epoch's loader was started
+                  )->dict:
+    "Everything needed to continue training `learn` where it stands: after the epoch, or after batch `learn.iter` of it."
+    ev, terms = getattr(learn, 'reid_eval', None), getattr(learn, 'loss_terms', None)
+    mid = epoch_start is not None
     st = {'model': learn.model.state_dict(), **learner_meta(learn).to_dict(),
           'opt': learn.opt.state_dict() if learn.opt is not None else None,
-          'epoch': learn.epoch + 1, 'iter': learn.train_iter,
-          'rng': get_rng_states(), 'loader': _loader_state(learn.dls.train),
+          'epoch': learn.epoch + (0 if mid else 1), 'batch': learn.iter + 1 if mid else 0, 'iter': learn.train_iter,
+          'rng': get_rng_states(), 'loader': epoch_start['loader'] if mid else _loader_state(learn.dls.train),
           'smooth_loss': [learn.recorder.smooth_loss.val.float(), learn.recorder.smooth_loss.count],  # the logged train_loss carries on
           'n_epoch': learn.n_epoch,
           'metrics': dict(ev.scores) if ev is not None else {}}
+    if mid: st['epoch_rng'] = epoch_start['rng']
+    if terms is not None: st['loss_watch'] = dict(first=terms.first, means=list(terms.means), diverging=terms.diverging)
     if isinstance(learn.loss_func, nn.Module): st['loss'] = learn.loss_func.state_dict()
     amp = getattr(learn, 'mixed_precision', None)
     if getattr(amp, 'scaler', None) is not None: st['scaler'] = amp.scaler.state_dict()  # fp16: the loss scale it settled on
     return st
 
+class TrainingInterrupted(Exception):
+    "SIGINT or SIGTERM stopped training at the end of a batch; the state to resume from was written first."
+    def __init__(self, signum:int, epoch:int, batch:int, path:Path):
+        self.signum, self.epoch, self.batch, self.path = signum, epoch, batch, path
+        super().__init__(f"interrupted at epoch {epoch}, iteration {batch}: the state to resume from is in {path}")
+
 class CheckpointCallback(Callback):
-    "Save `last.pth` every `every` epochs and `best.pth` when `monitor` improves (self-describing, see `training_state`)."
+    "Save `last.pth` after every epoch, every `minutes` and on SIGINT/SIGTERM; `best.pth` when `monitor` improves; `model_NNNN.pth` every `every` epochs."
     order = 80  # after evaluation and logging: the saved RNG is the one the next epoch starts from
     def __init__(self, path:str|Path='checkpoints', # output folder
                  monitor:str|None='mAP', # a score of `learn.reid_eval`; None keeps no best
-                 every:int=1, # save `last.pth` every N epochs (and after the last)
+                 every:int|None=None, # keep a numbered snapshot `model_NNNN.pth` (the model) every N epochs (FastReID CHECKPOINT_PERIOD); None: none
                  mode:str='max', # 'max' or 'min'
+                 minutes:float|None=5., # also save the mid-epoch state when this many minutes passed since the last save; None: at epoch ends only
+                 signals:bool=True, # SIGINT/SIGTERM: finish the batch, save, raise `TrainingInterrupted` (main thread only)
                 ):
-        store_attr(); self.path, self.best = Path(path), None
-    def before_fit(self): self.best = None  # a resumed run restores it
+        store_attr(); self.path, self.best, self.saves, self._old = Path(path), None, 0, {}
+    def before_fit(self):
+        self.best, self.saves, self.signal, self.t_saved = None, 0, None, time.monotonic()  # a resumed run restores `best`
+        if self.signals and threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM): self._old[s] = signal.signal(s, self._on_signal)
+    def _on_signal(self, signum, frame):
+        if self.signal is not None: self.release_signals(); signal.raise_signal(signum)  # a second signal: stop now, as usual
+        self.request_stop(signum)
+    def request_stop(self, signum:int=signal.SIGINT): # the signal to report (SIGINT: Ctrl-C)
+        "Stop at the end of the current batch, after saving (what SIGINT/SIGTERM do)."
+        self.signal = signum
+    def release_signals(self):
+        "Give SIGINT/SIGTERM back to the handlers they had before `fit`."
+        for s, h in self._old.items(): signal.signal(s, h)
+        self._old = {}
+    def before_train(self): self.epoch_start = {'loader': _loader_state(self.dls.train), 'rng': get_rng_states()}
+    def _save_last(self, st:dict):
+        if is_main_process(): save_checkpoint(self.path/'last.pth', {**st, 'best': self.best})  # DDP: rank 0 writes (the same weights everywhere)
+        self.saves, self.t_saved = self.saves + 1, time.monotonic()
+    def _stop_if_asked(self, batch:int):
+        if self.signal is None: return
+        self.release_signals()
+        raise TrainingInterrupted(self.signal, self.epoch, batch, self.path/'last.pth')
+    def after_batch(self):
+        if not self.training: return
+        due = self.minutes is not None and time.monotonic() - self.t_saved >= self.minutes * 60
+        if due or self.signal is not None: self._save_last(training_state(self.learn, self.epoch_start))
+        self._stop_if_asked(self.iter + 1)
     def after_epoch(self):
-        if not is_main_process(): return  # DDP: rank 0 writes (every rank holds the same weights)
         done = self.epoch + 1
         ev = getattr(self.learn, 'reid_eval', None)
         v = ev.scores.get(self.monitor) if (ev is not None and self.monitor) else None
+        model = lambda: {'model': self.learn.model.state_dict(), **learner_meta(self.learn).to_dict(), 'epoch': done,
+                         'metrics': dict(ev.scores) if ev is not None else {}}
         if v is not None and not math.isnan(v) and (self.best is None or (v > self.best if self.mode == 'max' else v < self.best)):
             self.best = v
-            save_checkpoint(self.path/'best.pth', {'model': self.learn.model.state_dict(), **learner_meta(self.learn).to_dict(),
-                                                   'epoch': done, 'metrics': dict(ev.scores)})
-        if done % self.every == 0 or done == self.n_epoch:
-            save_checkpoint(self.path/'last.pth', {**training_state(self.learn), 'best': self.best})
+            if is_main_process(): save_checkpoint(self.path/'best.pth', model())
+        if self.every and (done % self.every == 0 or done == self.n_epoch) and is_main_process():
+            save_checkpoint(self.path/f'model_{done:04d}.pth', model())
+        self._save_last(training_state(self.learn))
+        self._stop_if_asked(0)
+    def after_fit(self): self.release_signals()
 
 class RestoreTrainingState(Callback):
-    "Restore optimiser, loss, counters, generators and loader state of a `last.pth` at the start of `fit` (last of all)."
+    "Restore optimiser, loss, counters, generators and loader state of a `last.pth` at the start of `fit` (last of all); mid-epoch, skip the batches done."
     order = 99
     def __init__(self, state:dict): # `training_state` of a learner, e.g. `load_checkpoint('last.pth')`
         self.state = state
@@ -431,8 +511,67 @@ class RestoreTrainingState(Callback):
         if st.get('scaler') and getattr(amp, 'scaler', None) is not None and amp.scaler.is_enabled(): amp.scaler.load_state_dict(st['scaler'])
         if 'smooth_loss' in st: self.learn.recorder.smooth_loss.val, self.learn.recorder.smooth_loss.count = st['smooth_loss'][0], int(st['smooth_loss'][1])
         if hasattr(self.learn, 'checkpoint'): self.learn.checkpoint.best = st.get('best')
+        terms = getattr(self.learn, 'loss_terms', None)
+        if terms is not None and st.get('loss_watch'): terms.first, terms.means, terms.diverging = (st['loss_watch'][k] for k in ('first', 'means', 'diverging'))
+        self.skip = int(st.get('batch', 0))
         _set_loader_state(self.dls.train, st.get('loader', {}))
-        set_rng_states(st['rng'])
+        set_rng_states(st['epoch_rng'] if self.skip else st['rng'])
+    def before_train(self):
+        "Mid-epoch: the loader is started as it was, the batches done are drawn again and dropped, then the generators go where the run stood."
+        if not self.skip: return
+        if not hasattr(self.learn, 'skip_batches'): raise InputValueError("a mid-epoch state resumes in a reid_nb.learner.ReIDLearner only")
+        skip, self.skip = self.skip, 0
+        self.learn.skip_batches = (skip, self.state['rng'])
+
+# %% ../nbs/31_callbacks.ipynb #7ac74328
+def update_bn_stats(model:nn.Module, # a model with batch-norm layers (trained; its weights are not changed)
+                    batches, # an iterable of batches (`x` or `(x, y, ...)`), restarted when shorter than `num_iter`
+                    num_iter:int=300, # batches to use (FastReID TEST.PRECISE_BN.NUM_ITER)
+                   )->int:
+    "Set every batch-norm layer's running mean/var to the exact statistics of its inputs over `num_iter` batches; returns the batches used."
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not bns or num_iter <= 0: return 0
+    acc = {m: [0, 0., 0.] for m in bns}
+    def hook(m, inp):
+        x = inp[0].detach().double()
+        dims = [d for d in range(x.ndim) if d != 1]
+        a = acc[m]; a[0] += x.numel() // x.shape[1]; a[1] = a[1] + x.sum(dims); a[2] = a[2] + (x * x).sum(dims)
+    hooks = [m.register_forward_pre_hook(hook) for m in bns]
+    wants_y = 'targets' in inspect.signature(model.forward).parameters
+    was, n = model.training, 0
+    model.train()
+    try:
+        with torch.no_grad():
+            while n < num_iter:
+                start = n
+                for b in batches:
+                    xs = b if isinstance(b, (tuple, list)) else (b,)
+                    model(*xs[:2]) if wants_y and len(xs) > 1 else model(xs[0])
+                    n += 1
+                    if n >= num_iter: break
+                if n == start: break  # an empty loader
+    finally:
+        for h in hooks: h.remove()
+        model.train(was)
+    for m, (cnt, s, s2) in acc.items():
+        if cnt < 2: continue
+        mean = s / cnt
+        var = (s2 / cnt - mean * mean).clamp_min(0) * cnt / (cnt - 1)
+        m.running_mean.copy_(mean.to(m.running_mean)); m.running_var.copy_(var.to(m.running_var))
+    return n
+
+class PreciseBN(Callback):
+    "Before each evaluation (and after the last epoch), re-estimate batch-norm statistics on `num_iter` training batches (FastReID TEST.PRECISE_BN)."
+    order = 44  # after LossTerms' check of the weights, before ReIDEvalCallback
+    def __init__(self, num_iter:int=300): # batches (FastReID TEST.PRECISE_BN.NUM_ITER)
+        self.num_iter, self.used = num_iter, 0
+    def after_train(self):
+        ev = getattr(self.learn, 'reid_eval', None)
+        if ev is not None and not ev._due(): return
+        dl, rng = self.dls.train, get_rng_states()
+        st = _loader_state(dl)
+        try: self.used = update_bn_stats(self.learn.model, dl, self.num_iter)
+        finally: _set_loader_state(dl, st); set_rng_states(rng)   # the run goes on as without it
 
 # %% ../nbs/31_callbacks.ipynb #eb4488ca
 class ChannelsLast(Callback):

@@ -59,7 +59,7 @@ def _load(config_file, opts, seed=None):
     from reid_nb.config import load_config
     opts, root = _opts_root(list(opts or []))
     if seed is not None: opts += ['SEED', str(seed)]
-    if not Path(config_file).is_file(): raise CLIError(f"config file {config_file} does not exist")
+    if not Path(config_file).exists(): raise CLIError(f"config file {config_file} does not exist")  # a folder or a binary file: load_config says so
     return load_config(config_file, opts), root
 
 def _fit_workers(r:dict)->dict:
@@ -83,6 +83,7 @@ def _frames(root:Path, train:list=(), test:list=(), **parse):
 
 # %% ../nbs/50_cli.ipynb #5bb9a22f
 _RUN_FILES = ('checkpoints/last.pth', 'checkpoints/best.pth', 'log.csv', 'results.json')
+_ASIDE = '.replaced'  # where --overwrite keeps the old run until the new one's first checkpoint lands
 
 def _results(res, out:Path, name:str):
     print(res.table(name), flush=True)
@@ -103,13 +104,69 @@ def _eval_only(config_file, opts, root):
     if not w: raise CLIError("--eval-only evaluates MODEL.WEIGHTS, which is empty: add MODEL.WEIGHTS path/to/model.pth")
     print(f"--eval-only: evaluating {w}, as `reid-nb eval --config-file {config_file} --weights {w}` does", flush=True)
     return evaluate_checkpoint(w, config_file, opts, root)
+def _run_files(out:Path)->list:
+    "The files of a run in `out` (relative names): what `--overwrite` replaces."
+    snaps = sorted(str(p.relative_to(out)) for p in (out/'checkpoints').glob('model_*.pth')) if (out/'checkpoints').is_dir() else []
+    return [f for f in (*_RUN_FILES, 'config.yaml', *snaps) if (out/f).is_file()]
+
+def _move(files:list, src:Path, dst:Path):
+    for f in files:
+        (dst/f).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src/f, dst/f)
+
+def _put_back(out:Path):
+    "Return the run `--overwrite` set aside (the new run failed or was killed before its first checkpoint)."
+    aside = out/_ASIDE
+    if not aside.is_dir(): return
+    import shutil
+    _move([str(p.relative_to(aside)) for p in aside.rglob('*') if p.is_file()], aside, out)
+    shutil.rmtree(aside, ignore_errors=True)
+
+def _train_device(run:dict)->str|None:
+    "The loaders' device for MODEL.DEVICE: None for 'auto'; a device CUDA/MPS does not have here is refused."
+    import torch
+    dev = str(run.get('device') or 'auto')
+    if dev == 'auto': return None
+    try: d = torch.device(dev)
+    except RuntimeError: raise CLIError(f"MODEL.DEVICE = {dev!r} is not a device: use auto, cpu, cuda, cuda:N or mps") from None
+    if d.type == 'cuda' and not torch.cuda.is_available(): raise CLIError(f"MODEL.DEVICE = {dev!r} but this machine has no CUDA device: set MODEL.DEVICE cpu (or auto)")
+    if d.type == 'cuda' and (d.index or 0) >= torch.cuda.device_count():
+        raise CLIError(f"MODEL.DEVICE = {dev!r} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if d.type == 'mps' and not torch.backends.mps.is_available(): raise CLIError(f"MODEL.DEVICE = {dev!r} but this machine has no MPS device: set MODEL.DEVICE cpu (or auto)")
+    return dev
+
+def _init_weights(model, path:str)->str:
+    "MODEL.WEIGHTS: initialise `model` from a checkpoint (fine-tuning, as FastReID); what loaded, in one line."
+    from reid_nb.backbones import load_weights
+    if not Path(path).is_file(): raise CLIError(f"MODEL.WEIGHTS {path} does not exist")
+    rep = load_weights(model, path, strict=False)
+    total = len(model.state_dict())
+    if not rep.loaded: raise CLIError(f"MODEL.WEIGHTS {path}: no tensor fits this model ({rep.problems()})")
+    skipped = [f"{k} (shape)" for k, *_ in rep.mismatched] + [f"{k} (not in the file)" for k in rep.missing]
+    few = ', '.join(skipped[:4]) + (f", ... {len(skipped) - 4} more" if len(skipped) > 4 else '')
+    return f"MODEL.WEIGHTS: loaded {rep.loaded}/{total} tensors from {path}" + (f"; skipped: {few}" if skipped else '')
+
+class _ExitOnSignals:
+    "SIGINT/SIGTERM outside the training loop (loading data, building the model, the final evaluation): one line, exit 130/143."
+    def __init__(self, last:Path): self.last, self.old = last, {}
+    def _stop(self, signum, frame):
+        then = f"--resume continues from {self.last}" if self.last.is_file() else "nothing saved yet"
+        print(f"interrupted outside the training loop: {then}", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signum)
+    def __enter__(self):
+        import signal, threading
+        if threading.current_thread() is threading.main_thread():
+            self.old = {s: signal.signal(s, self._stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    def __exit__(self, *exc):
+        import signal
+        for s, h in self.old.items(): signal.signal(s, h)
 
 def train(config_file:str, # FastReID-style YAML
           opts:list|None=None, # KEY VALUE config overrides, e.g. SOLVER.BASE_LR 0.001
           root:str|None=None, # datasets root (default: DATASETS.ROOT among the options, $REID_NB_DATASETS, $FASTREID_DATASETS, ./datasets)
           epochs:int|None=None, # run length (default: SOLVER.MAX_EPOCH; the schedule scales)
           resume:bool=False, # continue from OUTPUT_DIR/checkpoints/last.pth
-          overwrite:bool=False, # replace an earlier run in OUTPUT_DIR
+          overwrite:bool=False, # replace an earlier run in OUTPUT_DIR (kept aside until the new run's first checkpoint)
           seed:int|None=None, # seed of every random generator (default: the config's SEED)
           eval_only:bool=False, # FastReID's --eval-only: evaluate MODEL.WEIGHTS with this config (as `reid-nb eval` does), no training
           num_gpus:int=1, # FastReID's --num-gpus: several GPUs are several processes, started by torchrun (the error gives the command)
@@ -121,61 +178,91 @@ def train(config_file:str, # FastReID-style YAML
     from reid_nb.core import seed_everything
     from reid_nb.fastreid import recipe_from_config
     from reid_nb.learner import recipe_dataloaders, reid_learner
-    from reid_nb.callbacks import CSVLog
+    from reid_nb.callbacks import CSVLog, TrainingInterrupted
     from reid_nb.distributed import setup_distributed, is_main_process, barrier
+    from fastai.callback.core import Callback
     cfg, oroot = _load(config_file, opts, seed)
     r = _fit_workers(recipe_from_config(cfg))
-    out = Path(r['run']['output_dir'])
+    run = r['run']
+    out = Path(run['output_dir'])
     last = out/'checkpoints'/'last.pth'
     if resume and overwrite: raise CLIError("--resume and --overwrite exclude each other")
-    if resume and not last.is_file(): raise CLIError(f"--resume: {last} does not exist")
-    earlier = [f for f in _RUN_FILES if (out/f).is_file()]
-    if earlier and not (resume or overwrite):
-        raise CLIError(f"OUTPUT_DIR {out} already holds a run ({', '.join(earlier)}): pass --resume to continue it, --overwrite to "
-                       "replace it, or choose another OUTPUT_DIR")
-    setup_distributed()   # under torchrun: join the ranks; every rank has looked at OUTPUT_DIR, and only rank 0 writes into it
-    main_rank = is_main_process()
-    barrier()
-    if resume:
-        from reid_nb.core import load_checkpoint
-        done, planned = int(load_checkpoint(last).get('epoch', 0)), epochs or r['solver']['epochs']
-        if done >= planned:
-            print(f"the run in {out} already finished {done} of {planned} epochs: nothing to train "
-                  "(--epochs N for a longer run, --overwrite to start again)", flush=True)
-            return None
-    root = data_root(root or oroot)
-    tests = r['run']['tests'] or r['run']['datasets']
-    df = _frames(root, r['run']['datasets'], tests)
-    if main_rank:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out/'config.yaml')
-    seed_everything(r['run']['seed'])
-    dls = recipe_dataloaders(df, r, seed=r['run']['seed'])
-    pretrained = r['model'].get('pretrained')
-    if pretrained is None:
-        from reid_nb.backbones import pretrained_hint
-        warnings.warn(f"MODEL.BACKBONE.PRETRAIN is True but PRETRAIN_PATH is empty, and reid_nb downloads nothing implicitly: training "
-                      f"{r['model']['arch']} from RANDOM weights. Set MODEL.BACKBONE.PRETRAIN_PATH to "
-                      f"{pretrained_hint(r['model']['arch'], r['model'].get('with_ibn', False))}, or MODEL.BACKBONE.PRETRAIN False to say random weights are meant")
-        pretrained = False
-    log = CSVLog(fname='log.csv', append=resume)
-    if cfg_get(cfg, 'MODEL.META_ARCHITECTURE') == 'Distiller':  # FastDistill: the KD section's teachers distil into this student
-        from reid_nb.fastreid import kd_from_config
-        from reid_nb.distill import distill_learner
-        from reid_nb.models import load_reid_model
-        kd = kd_from_config(cfg)
-        teachers = [load_reid_model(t['path'], config=t['config']) for t in kd['teachers']]
-        learn = distill_learner(dls, teacher=teachers, kd=kd['kd'], pretrained=pretrained, path=out, cbs=log)
-    else: learn = reid_learner(dls, pretrained=pretrained, path=out, cbs=log)
-    if overwrite and main_rank:  # only now that the data, the config and the model are known to be good
-        for f in earlier: (out/f).unlink()
-    n = lambda dl: len(getattr(dl.dataset, 'tracklets', dl.dataset))   # tracklets (of seq_len frames) or images
-    unit = f"tracklets of {dls.settings['seq_len']} frames" if dls.settings.get('seq_len') else 'images'
-    if main_rank: print(f"train: {dls.n_classes} identities, {n(dls.train)} {unit} ({len(dls.train)} batches of {dls.train.bs}) at {dls.settings['size']}; "
-          f"test: {n(dls.query)} query / {n(dls.gallery)} gallery {unit.split(' of ')[0]} at {dls.settings['size_test']}; {learn.arch} -> {out}", flush=True)
-    res = learn.fit_reid(epochs, resume=last if resume else None, save_dir=out/'checkpoints')
-    if main_rank: _results(res, out, '+'.join(tests))
-    return res
+    with _ExitOnSignals(last):  # inside fit, CheckpointCallback's handlers finish the batch and save first
+        device = _train_device(run)
+        if (out/_ASIDE).is_dir() and is_main_process():
+            _put_back(out); print(f"note: restored the earlier run in {out} that an interrupted --overwrite had set aside", flush=True)
+        if resume and not last.is_file(): raise CLIError(f"--resume: {last} does not exist")
+        earlier = [f for f in _RUN_FILES if (out/f).is_file()]
+        if earlier and not (resume or overwrite):
+            raise CLIError(f"OUTPUT_DIR {out} already holds a run ({', '.join(earlier)}): pass --resume to continue it, --overwrite to "
+                           "replace it, or choose another OUTPUT_DIR")
+        setup_distributed()   # under torchrun: join the ranks; every rank has looked at OUTPUT_DIR, and only rank 0 writes into it
+        main_rank = is_main_process()
+        barrier()
+        if resume:
+            from reid_nb.core import load_checkpoint
+            done, planned = int(load_checkpoint(last).get('epoch', 0)), epochs or r['solver']['epochs']
+            if done >= planned:
+                print(f"the run in {out} already finished {done} of {planned} epochs: nothing to train "
+                      "(--epochs N for a longer run, --overwrite to start again)", flush=True)
+                return None
+        if run.get('cudnn_benchmark') is not None:
+            import torch; torch.backends.cudnn.benchmark = bool(run['cudnn_benchmark'])
+        if r['solver'].get('amp') and device != 'cuda' and not (device is None and __import__('torch').cuda.is_available()):
+            warnings.warn("SOLVER.AMP.ENABLED is True but training runs on the CPU: mixed precision needs CUDA, so the run is fp32")
+        root = data_root(root or oroot)
+        tests = run['tests'] or run['datasets']
+        df = _frames(root, run['datasets'], tests)
+        seed_everything(run['seed'])
+        dls = recipe_dataloaders(df, r, seed=run['seed'], **({'device': device} if device else {}))
+        if run.get('num_classes') and run['num_classes'] != dls.n_classes:
+            raise CLIError(f"MODEL.HEADS.NUM_CLASSES = {run['num_classes']} but the training data has {dls.n_classes} identities "
+                           "(0, the default, takes the number from the data)")
+        pretrained = r['model'].get('pretrained')
+        if pretrained is None:
+            from reid_nb.backbones import pretrained_hint
+            warnings.warn(f"MODEL.BACKBONE.PRETRAIN is True but PRETRAIN_PATH is empty, and reid_nb downloads nothing implicitly: training "
+                          f"{r['model']['arch']} from RANDOM weights. Set MODEL.BACKBONE.PRETRAIN_PATH to "
+                          f"{pretrained_hint(r['model']['arch'], r['model'].get('with_ibn', False))}, or MODEL.BACKBONE.PRETRAIN False to say random weights are meant")
+            pretrained = False
+        log = CSVLog(fname='log.csv', append=resume)
+        if cfg_get(cfg, 'MODEL.META_ARCHITECTURE') == 'Distiller':  # FastDistill: the KD section's teachers distil into this student
+            from reid_nb.fastreid import kd_from_config
+            from reid_nb.distill import distill_learner
+            from reid_nb.models import load_reid_model
+            kd = kd_from_config(cfg)
+            teachers = [load_reid_model(t['path'], config=t['config']) for t in kd['teachers']]
+            learn = distill_learner(dls, teacher=teachers, kd=kd['kd'], pretrained=pretrained, path=out, cbs=log)
+        else: learn = reid_learner(dls, pretrained=pretrained, path=out, cbs=log)
+        m = learn.model
+        C = getattr(m, 'out_channels', None) or getattr(getattr(m, 'backbone', None), 'out_channels', None)
+        if run.get('feat_dim') and C and run['feat_dim'] != C:
+            raise CLIError(f"MODEL.BACKBONE.FEAT_DIM = {run['feat_dim']} but backbone {learn.arch!r} gives {C} channels: set MODEL.BACKBONE.FEAT_DIM {C}")
+        loaded = _init_weights(learn.model, run['weights']) if run.get('weights') and not resume else None
+        if overwrite and main_rank: _move(_run_files(out), out, out/_ASIDE)  # only now that data, config and model are good; back if no checkpoint lands
+        if main_rank:
+            out.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, out/'config.yaml')
+            n = lambda dl: len(getattr(dl.dataset, 'tracklets', dl.dataset))   # tracklets (of seq_len frames) or images
+            unit = f"tracklets of {dls.settings['seq_len']} frames" if dls.settings.get('seq_len') else 'images'
+            print(f"train: {dls.n_classes} identities, {n(dls.train)} {unit} ({len(dls.train)} batches of {dls.train.bs}) at {dls.settings['size']}; "
+                  f"test: {n(dls.query)} query / {n(dls.gallery)} gallery {unit.split(' of ')[0]} at {dls.settings['size_test']}; {learn.arch} -> {out}", flush=True)
+            if loaded: print(loaded, flush=True)
+        class _DropAside(Callback):  # the new run's first checkpoint landed: the old run goes
+            order = 81
+            def after_batch(self):
+                if self.learn.checkpoint.saves and (out/_ASIDE).is_dir():
+                    import shutil; shutil.rmtree(out/_ASIDE, ignore_errors=True)
+            after_epoch = after_batch
+        try: res = learn.fit_reid(epochs, resume=last if resume else None, save_dir=out/'checkpoints', cbs=[_DropAside()] if overwrite and main_rank else None)
+        except TrainingInterrupted as e:
+            print(f"interrupted at epoch {e.epoch}, iteration {e.batch}: --resume continues", file=sys.stderr, flush=True)
+            raise SystemExit(128 + int(e.signum)) from None  # 130 for SIGINT, 143 for SIGTERM, as a shell reports them
+        except BaseException:
+            if overwrite and main_rank: _put_back(out)
+            raise
+        if main_rank: _results(res, out, '+'.join(tests))
+        return res
 
 # %% ../nbs/50_cli.ipynb #087cd89b
 def _check_model(model, asked:dict, weights, config_file):

@@ -12,14 +12,15 @@ import yaml
 from .core import InputValueError, InputKeyError, InputTypeError, InputFileError, IMAGENET_MEAN, IMAGENET_STD, DEFAULT_SIZE
 
 # %% auto #0
-__all__ = ['get_default_config', 'coerce_value', 'merge_config', 'cfg_get', 'cfg_set', 'merge_opts', 'load_config', 'save_config']
+__all__ = ['NO_EFFECT', 'GATES', 'get_default_config', 'coerce_value', 'merge_config', 'cfg_get', 'cfg_set', 'merge_opts',
+           'switches_of', 'check_config', 'load_config', 'save_config']
 
 # %% ../nbs/09_config.ipynb #18a83742
 _IMNET_MEAN, _IMNET_STD = [v * 255 for v in IMAGENET_MEAN], [v * 255 for v in IMAGENET_STD]  # FastReID's PIXEL_MEAN/STD are 0-255
 
 _DEFAULTS = {
     'MODEL': {
-        'DEVICE': 'cuda', 'META_ARCHITECTURE': 'Baseline', 'FREEZE_LAYERS': [], 'QUEUE_SIZE': 8192,
+        'DEVICE': 'auto', 'META_ARCHITECTURE': 'Baseline', 'FREEZE_LAYERS': [], 'QUEUE_SIZE': 8192,
         'BACKBONE': {
             'NAME': 'build_resnet_backbone', 'DEPTH': '50x', 'LAST_STRIDE': 1, 'FEAT_DIM': 2048,
             'NORM': 'BN', 'WITH_IBN': False, 'WITH_SE': False, 'WITH_NL': False,
@@ -60,7 +61,7 @@ _DEFAULTS = {
         'WEIGHT_DECAY': 0.0005, 'WEIGHT_DECAY_NORM': 0.0005, 'BIAS_LR_FACTOR': 1.0, 'WEIGHT_DECAY_BIAS': 0.0005,
         'SCHED': 'MultiStepLR', 'DELAY_EPOCHS': 0, 'GAMMA': 0.1, 'STEPS': [30, 55], 'ETA_MIN_LR': 1e-7,
         'WARMUP_FACTOR': 0.1, 'WARMUP_ITERS': 1000, 'WARMUP_METHOD': 'linear', 'FREEZE_ITERS': 0,
-        'CHECKPOINT_PERIOD': 20, 'IMS_PER_BATCH': 64,
+        'CHECKPOINT_PERIOD': 20, 'CHECKPOINT_MINUTES': 5.0, 'IMS_PER_BATCH': 64,
         'CLIP_GRADIENTS': {'ENABLED': False, 'CLIP_TYPE': 'norm', 'CLIP_VALUE': 5.0, 'NORM_TYPE': 2.0}},
     'TEST': {
         'EVAL_PERIOD': 20, 'IMS_PER_BATCH': 64, 'METRIC': 'cosine',
@@ -182,14 +183,94 @@ def merge_opts(cfg:dict, # a config tree, updated in place
         cfg_set(cfg, k, v, src='opts')
     return cfg
 
+# %% ../nbs/09_config.ipynb #f00f6f09
+_VIT = "FastReID's ViT backbone option, and reid_nb has no ViT config name (MODEL.BACKBONE.NAME)"
+NO_EFFECT = {  # key: why a non-default value is refused
+    'MODEL.QUEUE_SIZE': "the memory queue of FastReID's MoCo-style projects is not implemented",
+    'MODEL.BACKBONE.SIE_COE': _VIT, 'MODEL.BACKBONE.STRIDE_SIZE': _VIT, 'MODEL.BACKBONE.DROP_PATH_RATIO': _VIT,
+    'MODEL.BACKBONE.DROP_RATIO': _VIT, 'MODEL.BACKBONE.ATT_DROP_RATE': _VIT,
+    'MODEL.LOSSES.FL.': "the focal loss is not implemented (MODEL.LOSSES.NAME: CrossEntropyLoss, TripletLoss, CircleLoss, Cosface)",
+    'DATASETS.COMBINEALL': "training on the query and gallery images too is not implemented",
+    'DATALOADER.SET_WEIGHT': "per-dataset sampling weights are not implemented",
+}
+
+def _names(v)->list: return [v] if isinstance(v, str) else list(v)
+def _has(name): return lambda v: name in _names(v)
+def _on(v): return bool(v)
+_SWITCHED = ('INPUT.CROP', 'INPUT.FLIP', 'INPUT.PADDING', 'INPUT.CJ', 'INPUT.AUTOAUG', 'INPUT.AUGMIX', 'INPUT.REA', 'INPUT.RPT',
+             'SOLVER.CLIP_GRADIENTS', 'TEST.AQE', 'TEST.RERANK', 'TEST.PRECISE_BN', 'KD.EMA')
+_FEATURE_LOSSES = ('TripletLoss', 'CircleLoss', 'Cosface')
+GATES = {  # key, or section ending in '.': (the switch it needs, a value that turns the switch on, test of the switch's value)
+    **{f'{s}.': (f'{s}.ENABLED', True, _on) for s in _SWITCHED},
+    'INPUT.AUTOAUG.ENABLED': ('INPUT.AUTOAUG.PROB', 0.1, lambda v: v > 0), 'INPUT.AUGMIX.ENABLED': ('INPUT.AUGMIX.PROB', 0.1, lambda v: v > 0),
+    'MODEL.BACKBONE.PRETRAIN_PATH': ('MODEL.BACKBONE.PRETRAIN', True, _on),
+    'MODEL.LOSSES.CE.': ('MODEL.LOSSES.NAME', ['CrossEntropyLoss'], _has('CrossEntropyLoss')),
+    'MODEL.LOSSES.TRI.': ('MODEL.LOSSES.NAME', ['TripletLoss'], _has('TripletLoss')),
+    'MODEL.LOSSES.CIRCLE.': ('MODEL.LOSSES.NAME', ['CircleLoss'], _has('CircleLoss')),
+    'MODEL.LOSSES.COSFACE.': ('MODEL.LOSSES.NAME', ['Cosface'], _has('Cosface')),
+    'MODEL.HEADS.NECK_FEAT': ('MODEL.LOSSES.NAME', ['TripletLoss'], lambda v: any(n in _names(v) for n in _FEATURE_LOSSES)),
+    'MODEL.HEADS.MARGIN': ('MODEL.HEADS.CLS_LAYER', 'CircleSoftmax', lambda v: v != 'Linear'),
+    'MODEL.HEADS.SCALE': ('MODEL.HEADS.CLS_LAYER', 'CircleSoftmax', lambda v: v != 'Linear'),
+    'KD.': ('MODEL.META_ARCHITECTURE', 'Distiller', lambda v: v == 'Distiller'),
+    'SOLVER.MOMENTUM': ('SOLVER.OPT', 'SGD', lambda v: v == 'SGD'), 'SOLVER.NESTEROV': ('SOLVER.OPT', 'SGD', lambda v: v == 'SGD'),
+    'SOLVER.STEPS': ('SOLVER.SCHED', 'MultiStepLR', lambda v: v == 'MultiStepLR'),
+    'SOLVER.GAMMA': ('SOLVER.SCHED', 'MultiStepLR', lambda v: v == 'MultiStepLR'),
+    'SOLVER.DELAY_EPOCHS': ('SOLVER.SCHED', 'CosineAnnealingLR', lambda v: v == 'CosineAnnealingLR'),
+    'SOLVER.ETA_MIN_LR': ('SOLVER.SCHED', 'CosineAnnealingLR', lambda v: v == 'CosineAnnealingLR'),
+    'SOLVER.WARMUP_FACTOR': ('SOLVER.WARMUP_ITERS', 1000, lambda v: v > 0), 'SOLVER.WARMUP_METHOD': ('SOLVER.WARMUP_ITERS', 1000, lambda v: v > 0),
+    'SOLVER.FREEZE_ITERS': ('MODEL.FREEZE_LAYERS', ['backbone'], _on), 'MODEL.FREEZE_LAYERS': ('SOLVER.FREEZE_ITERS', 1000, lambda v: v > 0),
+    'DATALOADER.NUM_INSTANCE': ('DATALOADER.SAMPLER_TRAIN', 'NaiveIdentitySampler', lambda v: v != 'TrainingSampler'),
+}
+
+def _leaves(d:dict, prefix:str=''):
+    for k, v in d.items():
+        if isinstance(v, dict): yield from _leaves(v, f"{prefix}{k}.")
+        else: yield f"{prefix}{k}", v
+
+def _rules(table:dict, key:str)->list:
+    "The entries of `table` that apply to `key`: its own, and those of the sections it is in."
+    return [v for k, v in table.items() if k == key or (k.endswith('.') and key.startswith(k))]
+
+def switches_of(key:str, # a dotted config key
+               )->list:
+    "The switches `key` needs on to take effect: (switch key, a value that turns it on, test of its value) for each."
+    return [g for g in _rules(GATES, key) if g[0] != key]
+
+def check_config(cfg:dict, # a config tree (from `load_config` or `get_default_config` + changes)
+                 src:str='', # where it comes from, for the message
+                 layer:dict|None=None, # key -> which file of a `_BASE_` chain set it last (0 = the root; `opts` after all files; None: a complete dump)
+                )->dict:
+    "Refuse any key set away from its default that would have no effect: unsupported, or its switch is off; returns `cfg`."
+    where, defaults, layer = f"{src}: " if src else '', dict(_leaves(_DEFAULTS)), layer or {}
+    listed = lambda v: [v] if isinstance(v, str) else list(v) if isinstance(v, (list, tuple)) else v
+    for key, v in _leaves(cfg):
+        if key not in defaults or listed(v) == listed(defaults[key]): continue
+        for why in _rules(NO_EFFECT, key): raise InputValueError(f"{where}config key {key} = {v!r} is not supported: {why}")
+        if key in layer and layer[key] is None: continue  # a dumped config.yaml lists every key, switched off or not
+        for switch, on, is_on in switches_of(key):
+            later = layer.get(switch, -1) > layer.get(key, 0)   # a child config turned the switch off: what its base set is left aside
+            if not later and not is_on(cfg_get(cfg, switch)):
+                raise InputValueError(f"{where}config key {key} = {v!r} has no effect while {switch} is {cfg_get(cfg, switch)!r}: "
+                                      f"set {switch} (e.g. {on!r}) or remove {key}")
+    pbn = cfg_get(cfg, 'TEST.PRECISE_BN')
+    if pbn['ENABLED'] and pbn['DATASET'] not in listed(cfg_get(cfg, 'DATASETS.NAMES')):
+        raise InputValueError(f"{where}config key TEST.PRECISE_BN.DATASET = {pbn['DATASET']!r}: batch-norm statistics are re-estimated on the "
+                              f"training data, so it must be one of DATASETS.NAMES {listed(cfg_get(cfg, 'DATASETS.NAMES'))}")
+    return cfg
+
 # %% ../nbs/09_config.ipynb #a6a3f60f
 def _read_yaml(path:Path, seen:tuple=())->list[tuple[Path, dict]]:
     "The chain of (file, mapping) from the root `_BASE_` down to `path`."
     path = Path(path).expanduser()
+    if path.is_dir(): raise InputFileError(f"config file {path} is a folder, expected a YAML file")
     if not path.is_file(): raise InputFileError(f"config file {path} not found" + (f" (the _BASE_ of {seen[-1]})" if seen else ''))
     if path.resolve() in seen: raise InputValueError(f"_BASE_ cycle: {' -> '.join(map(str, seen + (path.resolve(),)))}")
-    try: d = yaml.safe_load(path.read_text()) or {}
+    try: text = path.read_text()
+    except UnicodeDecodeError: text = '\0'
+    if '\0' in text: raise InputFileError(f"config file {path} is not a text YAML file")
+    try: d = yaml.safe_load(text)
     except yaml.YAMLError as e: raise InputValueError(f"config file {path} is not valid YAML: {' '.join(str(e).split())}") from e
+    if d is None or d == {}: raise InputValueError(f"config file {path} is empty: it sets no config key")
     if not isinstance(d, dict): raise InputValueError(f"config file {path} must hold a mapping at the top level, got {type(d).__name__}")
     base = d.pop('_BASE_', None)
     chain = []
@@ -205,8 +286,14 @@ def load_config(path:str|Path, # a FastReID-style YAML file (configs/..., or a d
                )->dict:
     "Read a FastReID-keyed YAML config: resolve `_BASE_`, merge into the defaults, apply `opts`."
     cfg = get_default_config()
-    for f, d in _read_yaml(path): merge_config(cfg, d, src=str(f), strict=strict)
-    return merge_opts(cfg, opts)
+    chain, layer = _read_yaml(path), {}
+    for i, (f, d) in enumerate(chain):
+        merge_config(cfg, d, src=str(f), strict=strict)
+        keys = [k for k, _ in _leaves(d)]
+        dump = len(keys) >= 0.9 * len(list(_leaves(_DEFAULTS)))   # a config.yaml that FastReID or `save_config` wrote: (nearly) every key
+        layer.update({k: None if dump else i for k in keys})
+    layer.update({k: len(chain) for k in list(opts or [])[0::2]})
+    return check_config(merge_opts(cfg, opts), src=str(path), layer=layer)
 
 def save_config(cfg:dict, # a config tree
                 path:str|Path, # where to write the YAML

@@ -147,7 +147,9 @@ def recipe_from_config(cfg:dict|str|Path, # a config from `load_config`, or a YA
                   freeze_layers=_listify(g('MODEL.FREEZE_LAYERS')), amp=bool(g('SOLVER.AMP.ENABLED')),
                   clip=dict(clip_value=float(clip['CLIP_VALUE']), clip_type=clip['CLIP_TYPE'], norm_type=float(clip['NORM_TYPE']))
                        if clip['ENABLED'] else None,
-                  eval_period=int(g('TEST.EVAL_PERIOD')), checkpoint_period=int(g('SOLVER.CHECKPOINT_PERIOD')), ref_iters_per_epoch=REF_ITERS_PER_EPOCH)
+                  eval_period=int(g('TEST.EVAL_PERIOD')), checkpoint_period=int(g('SOLVER.CHECKPOINT_PERIOD')),
+                  checkpoint_minutes=float(g('SOLVER.CHECKPOINT_MINUTES')),
+                  precise_bn=int(g('TEST.PRECISE_BN.NUM_ITER')) if g('TEST.PRECISE_BN.ENABLED') else 0, ref_iters_per_epoch=REF_ITERS_PER_EPOCH)
     smp = g('DATALOADER.SAMPLER_TRAIN')
     if smp not in _SAMPLERS: raise _unsupported('DATALOADER.SAMPLER_TRAIN', smp, list(_SAMPLERS))
     data = dict(fastreid_data_args(cfg), bs=int(g('SOLVER.IMS_PER_BATCH')), num_instances=int(g('DATALOADER.NUM_INSTANCE')),
@@ -159,7 +161,8 @@ def recipe_from_config(cfg:dict|str|Path, # a config from `load_config`, or a YA
     if g('TEST.RERANK.ENABLED'): test['rerank'] = dict(k1=int(g('TEST.RERANK.K1')), k2=int(g('TEST.RERANK.K2')), lambda_value=float(g('TEST.RERANK.LAMBDA')))
     if g('TEST.AQE.ENABLED'): test['qe'] = dict(qe_times=int(g('TEST.AQE.QE_TIME')), qe_k=int(g('TEST.AQE.QE_K')), alpha=float(g('TEST.AQE.ALPHA')))
     run = dict(datasets=_listify(g('DATASETS.NAMES')), tests=_listify(g('DATASETS.TESTS')), output_dir=g('OUTPUT_DIR'),
-               weights=g('MODEL.WEIGHTS') or None, seed=int(g('SEED')))
+               weights=g('MODEL.WEIGHTS') or None, seed=int(g('SEED')), device=g('MODEL.DEVICE'), cudnn_benchmark=bool(g('CUDNN_BENCHMARK')),
+               num_classes=int(g('MODEL.HEADS.NUM_CLASSES')) or None, feat_dim=int(g('MODEL.BACKBONE.FEAT_DIM')))  # checked by the command line's train
     return dict(name=Path(str(g('OUTPUT_DIR'))).name or 'config', model=model, loss=loss, solver=solver, data=data, test=test, run=run)
 
 # %% ../nbs/15_fastreid.ipynb #7c7a1c7a

@@ -13,9 +13,10 @@ import torch
 from torch import nn
 from fastcore.foundation import L
 from fastcore.meta import delegates
-from .core import load_checkpoint, interactive, InputError, InputKeyError, InputValueError, REF_ITERS_PER_EPOCH
+from .core import load_checkpoint, set_rng_states, interactive, InputError, InputKeyError, InputValueError, REF_ITERS_PER_EPOCH
 from .callbacks import (WarmupCallback, CosineAfterDelay, MultiStepLR, FreezeBackbone, ClipGradients, mixed_precision,
-                               LossTerms, ReIDEvalCallback, CheckpointCallback, TargetsToModel, PlainLog, RestoreTrainingState, learner_meta)
+                               LossTerms, ReIDEvalCallback, CheckpointCallback, TargetsToModel, PlainLog, ProgressLines, PreciseBN,
+                               RestoreTrainingState, learner_meta)
 from .losses import ReIDLoss
 from .data.transforms import transform_defaults
 from .data.loaders import reid_dataloaders, ReIDDataLoaders, DATA_DEFAULTS
@@ -43,7 +44,7 @@ BAGTRICKS = dict(
                 epochs=120, sched='multistep', steps=[40, 90], gamma=0.1, delay_epochs=0, eta_min=1e-7,
                 warmup_factor=0.1, warmup_iters=2000, warmup_method='linear',
                 freeze_iters=0, freeze_layers=[], amp=True, clip=None,
-                eval_period=30, checkpoint_period=30, ref_iters_per_epoch=REF_ITERS_PER_EPOCH),
+                eval_period=30, checkpoint_period=30, checkpoint_minutes=5., precise_bn=0, ref_iters_per_epoch=REF_ITERS_PER_EPOCH),
     data=dict(DATA_DEFAULTS),
     test=dict(TEST_DEFAULTS),
 )
@@ -174,21 +175,37 @@ def recipe_callbacks(recipe:dict, # from `get_recipe` / `reid_nb.fastreid.recipe
     if s.get('clip'): cbs.append(ClipGradients(**s['clip']))
     if s.get('amp') and torch.cuda.is_available(): cbs += mixed_precision(s['amp'] if isinstance(s['amp'], str) else 'fp16')
     cbs.append(LossTerms())
+    if s.get('precise_bn'): cbs.append(PreciseBN(int(s['precise_bn'])))
     if evaluate: cbs.append(ReIDEvalCallback(every=max(1, round(s['eval_period'] * ef)), flip=t['flip'], metric=t['metric'],
                                              **{k: t[k] for k in ('rerank', 'qe') if t.get(k)}))
     if save_dir is not None:
-        cbs.append(CheckpointCallback(save_dir, monitor=monitor if evaluate else None, every=max(1, round(s['checkpoint_period'] * ef))))
+        cbs.append(CheckpointCallback(save_dir, monitor=monitor if evaluate else None, every=max(1, round(s['checkpoint_period'] * ef)),
+                                      minutes=s.get('checkpoint_minutes', 5.)))
     return cbs
 
 # %% ../nbs/32_learner.ipynb #9cd1dc04
 class ReIDLearner(Learner):
     "A fastai `Learner` for re-id: a recipe, `fit_reid`, exact `fit_resume`, self-describing `save_reid_model`."
-    first_epoch, recipe, arch = 0, None, None
+    first_epoch, recipe, arch, skip_batches = 0, None, None, None
 
     def _do_fit(self):
-        for epoch in range(self.first_epoch, self.n_epoch):  # fastai's loop, started where a resumed run stopped
-            self.epoch = epoch
-            self._with_events(self._do_epoch, 'epoch', CancelEpochException)
+        try:
+            for epoch in range(self.first_epoch, self.n_epoch):  # fastai's loop, started where a resumed run stopped
+                self.epoch = epoch
+                self._with_events(self._do_epoch, 'epoch', CancelEpochException)
+        finally:  # an error skips fastai's after_fit: give the signals back all the same
+            for cb in self.cbs:
+                if isinstance(cb, CheckpointCallback): cb.release_signals()
+
+    def all_batches(self):
+        "fastai's loop over `self.dl`; mid-epoch after a resume, the batches done are drawn again and dropped (`RestoreTrainingState`)."
+        if not (self.training and self.skip_batches): return super().all_batches()
+        (skip, rng), self.skip_batches = self.skip_batches, None
+        self.n_iter = len(self.dl)
+        it = iter(self.dl)
+        for _ in range(skip): next(it, None)  # every generator (sampler, augmentations, worker seeds) moves as it did
+        set_rng_states(rng)                   # then the global ones go where the run stood after batch `skip`
+        for i, b in enumerate(it, start=skip): self.one_batch(i, b)
 
     def fit_resume(self, n_epoch:int, # total epochs of the run (as planned before the interruption)
                    path:str|Path, # a `last.pth` written by `CheckpointCallback`
@@ -198,7 +215,7 @@ class ReIDLearner(Learner):
         st = load_checkpoint(path)
         for k in ('model', 'epoch', 'iter', 'rng'):
             if k not in st: raise InputValueError(f"checkpoint {path} has no {k!r}: not a `last.pth` written by CheckpointCallback")
-        done, planned = int(st['epoch']), st.get('n_epoch')
+        done, planned, batch = int(st['epoch']), st.get('n_epoch'), int(st.get('batch', 0))
         if planned and planned != n_epoch:
             warnings.warn(f"the run in {path} was planned for {planned} epochs; resuming it for {n_epoch} rescales its schedule "
                           "(learning-rate steps, cosine, evaluation periods) from here on")
@@ -206,7 +223,8 @@ class ReIDLearner(Learner):
             warnings.warn(f"the run in {path} already finished {done} of {n_epoch} epochs: nothing to resume (train longer with more epochs)")
             return False
         load_weights(self.model, st['model'], source=str(path))  # a last.pth of another model: one line naming the misfit
-        print(f"resuming from {path}: {done} of {n_epoch} epochs done, continuing at epoch {done}", flush=True)
+        at = f" and {batch} batches of epoch {done}, continuing at its batch {batch}" if batch else f", continuing at epoch {done}"
+        print(f"resuming from {path}: {done} of {n_epoch} epochs done{at}", flush=True)
         self.first_epoch = done
         try: self.fit(n_epoch, cbs=L(cbs) + [RestoreTrainingState(st)], **kwargs)
         finally: self.first_epoch = 0
@@ -224,12 +242,14 @@ class ReIDLearner(Learner):
         if rank_world()[1] > 1 and not any(isinstance(c, DDPCallback) for c in [*run_cbs, *self.cbs]):
             run_cbs.insert(0, DDPCallback())  # launched by torchrun: data-parallel over the ranks
         quiet = not interactive()
-        if quiet: run_cbs.append(PlainLog())
+        if quiet: run_cbs += [PlainLog(), ProgressLines()]  # no bar in a file or a pipe: the table as text, a line now and then within an epoch
         ev = next((c for c in run_cbs if isinstance(c, ReIDEvalCallback)), None)
         with self.no_bar() if quiet else contextlib.nullcontext():
             if resume is not None:
                 if not self.fit_resume(E, resume, cbs=run_cbs): return None
             else: self.fit(E, cbs=run_cbs)
+        watch = next((c for c in run_cbs if isinstance(c, LossTerms)), None)
+        if watch is not None and watch.diverging: warnings.warn(f"the run diverged: {watch.diverging}")  # the summary repeats the epoch's warning
         return ev.result if ev is not None else None
 
     def save_reid_model(self, path:str|Path)->Path:

@@ -63,9 +63,11 @@ def test_default_config_matches_fastreid():
     from reid_nb.config import get_default_config
     from fastreid.config import get_cfg
     ours = get_default_config()
-    assert ours.pop('SEED') == 0   # reid_nb's additions (FastReID has no seed key, and no video)
+    assert ours.pop('SEED') == 0   # reid_nb's additions: SEED, SOLVER.CHECKPOINT_MINUTES, the video keys; its one other default: MODEL.DEVICE auto
+    assert ours['SOLVER'].pop('CHECKPOINT_MINUTES') == 5.0
     assert (ours['INPUT'].pop('SEQ_LEN'), ours['INPUT'].pop('SAMPLE_METHOD'), ours['MODEL'].pop('TEMPORAL')) == (0, 'restricted', '')
-    assert yaml.safe_load(get_cfg().dump()) == ours
+    assert ours['MODEL']['DEVICE'] == 'auto'
+    assert yaml.safe_load(get_cfg().dump()) == {**ours, 'MODEL': {**ours['MODEL'], 'DEVICE': 'cuda'}}
 
 VIDEO_KEYS = {'INPUT': {'SEQ_LEN': 0, 'SAMPLE_METHOD': 'restricted'}, 'MODEL': {'TEMPORAL': ''}}   # reid_nb's video keys, unknown to FastReID
 
@@ -76,11 +78,13 @@ def test_configs_match_fastreid(path, tmp_path):
     from fastreid.config import get_cfg
     cfg = get_cfg(); cfg.merge_from_file(str(CONFIGS/path))
     ref = {**yaml.safe_load(cfg.dump()), 'SEED': 0}
+    ref['SOLVER']['CHECKPOINT_MINUTES'] = 5.0   # reid_nb's additions, at their defaults
     for sec, kv in VIDEO_KEYS.items(): ref[sec].update(kv)
-    assert load_config(CONFIGS/path) == ref
-    # the dumped config.yaml that FastReID writes into its output folder loads too
+    # the dumped config.yaml that FastReID writes into its output folder loads too (it says MODEL.DEVICE cuda)
     (tmp_path/'config.yaml').write_text(cfg.dump())
     assert load_config(tmp_path/'config.yaml') == ref
+    ref['MODEL']['DEVICE'] = 'auto'             # reid_nb's default: CUDA when there is one
+    assert load_config(CONFIGS/path) == ref
 
 # ---------------------------------------------------------------------------------------------
 # FastReID checkpoints
