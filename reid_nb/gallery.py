@@ -17,8 +17,8 @@ from .models import ModelMeta
 from .rerank import rerank_features
 
 # %% auto #0
-__all__ = ['GALLERY_FORMAT', 'GALLERY_VERSION', 'AUTO_EXACT_MAX', 'SearchResult', 'Gallery', 'gallery_rerank',
-           'gallery_query_expansion']
+__all__ = ['GALLERY_FORMAT', 'GALLERY_VERSION', 'AUTO_EXACT_MAX', 'GALLERY_BACKENDS', 'SearchResult', 'Gallery',
+           'gallery_backend', 'open_gallery', 'as_features', 'gallery_rerank', 'gallery_query_expansion']
 
 # %% ../nbs/43_gallery.ipynb #cb3dc003
 GALLERY_FORMAT, GALLERY_VERSION = 'reid_nb.gallery', 1
@@ -316,6 +316,33 @@ def _load(cls, path:str|Path, # a folder written by `Gallery.save`
     return g
 
 Gallery.save, Gallery.load = _save, _load
+
+# %% ../nbs/43_gallery.ipynb #cb6cf8ee
+import re
+from .core import Registry
+
+GALLERY_BACKENDS = Registry('gallery backend', 'gallery_backends', key=str.lower)  # URI scheme or file suffix -> a class with Gallery's API
+
+def gallery_backend(target)->str:
+    "The backend name of a gallery location: its URI scheme, else its file suffix when a backend claims it, else 'faiss' (a folder)."
+    s = str(target)
+    m = re.match(r'^([A-Za-z][A-Za-z0-9+.-]*)://', s)
+    if m: return m[1].lower()
+    suffix = Path(s).suffix.lower()
+    return suffix if suffix and suffix in GALLERY_BACKENDS else 'faiss'
+
+def open_gallery(target, # a folder written by `Gallery.save`, or a location another backend claims (milvus://…, a .db file)
+                 **kw, # passed to the backend's `load` (e.g. `mmap=` for faiss)
+                ):
+    "Open a saved gallery with the backend its location names."
+    return GALLERY_BACKENDS[gallery_backend(target)].load(target, **kw)
+
+GALLERY_BACKENDS.register('faiss', Gallery)
+def as_features(x, # N×D (or D) numpy array or torch tensor
+                name:str='features', # what it is, for the message
+               )->np.ndarray:
+    "N×D contiguous float32, checked (2-D, finite): what every backend's `add` and `search` take."
+    return _as_f32(x, name)
 
 # %% ../nbs/43_gallery.ipynb #c37554b4
 def _gallery_vectors(gallery, rows)->np.ndarray:
