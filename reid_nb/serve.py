@@ -8,7 +8,7 @@ Docs: https://reid-nb.github.io/reid_nb/serve.html.md"""
 __all__ = ['MAGIC', 'IMAGE_SUFFIX', 'MAX_PIXELS', 'PAGE', 'Batcher', 'fsync_path', 'write_durably', 'Journal', 'GalleryStore',
            'read_token', 'check_bind', 'decode_crop', 'app', 'run']
 
-# %% ../nbs/45_serve.ipynb #fcee20a2
+# %% ../nbs/45_serve.ipynb #f873d06e
 import asyncio, hmac, io, ipaddress, json, os, queue, struct, threading, time, warnings, zlib
 from concurrent.futures import Future
 from pathlib import Path
@@ -22,7 +22,7 @@ from .gallery import Gallery, gallery_backend, gallery_rerank
 from .milvus import MilvusGallery
 from .runtime import require
 
-# %% ../nbs/45_serve.ipynb #f6f5874e
+# %% ../nbs/45_serve.ipynb #7a3933c7
 class Batcher:
     "Runs `fn` on the concatenation of concurrent submissions: up to `max_batch` rows, waiting at most `max_wait_ms` after the first."
     def __init__(self, fn, # N×… tensor -> N×… tensor (or array), e.g. an `Embedder`
@@ -64,7 +64,7 @@ class Batcher:
     @property
     def mean_batch(self)->float: return self.rows / max(self.calls, 1)
 
-# %% ../nbs/45_serve.ipynb #b990dc2a
+# %% ../nbs/45_serve.ipynb #9dffca3f
 MAGIC = b'RJ01'
 _HEAD = struct.Struct('<4sII')                      # magic, payload length, CRC-32 of the payload
 
@@ -135,7 +135,7 @@ def _later_record(data:bytes, start:int)->bool:
         at = data.find(MAGIC, at + 1)
     return False
 
-# %% ../nbs/45_serve.ipynb #34cc6b14
+# %% ../nbs/45_serve.ipynb #d5ac44e7
 IMAGE_SUFFIX = {'JPEG': '.jpg', 'PNG': '.png', 'WEBP': '.webp', 'BMP': '.bmp', 'GIF': '.gif', 'TIFF': '.tif'}
 
 def _per_crop(v, n:int, name:str, cast)->list:
@@ -290,7 +290,7 @@ class GalleryStore:
         else: self.g.close()
     def __len__(self): return len(self.g)
 
-# %% ../nbs/45_serve.ipynb #98c8af57
+# %% ../nbs/45_serve.ipynb #afc83716
 MAX_PIXELS = 40_000_000                            # a larger "crop" is refused (a decompression bomb, not a person)
 
 def read_token(path:str|Path)->str:
@@ -324,7 +324,7 @@ def decode_crop(data:bytes, # an uploaded file's bytes
     if fmt in IMAGE_SUFFIX: return rgb, (data, IMAGE_SUFFIX[fmt])
     buf = io.BytesIO(); rgb.save(buf, 'PNG'); return rgb, (buf.getvalue(), '.png')
 
-# %% ../nbs/45_serve.ipynb #c470e57c
+# %% ../nbs/45_serve.ipynb #fa176ea0
 def _model_settings(emb:Embedder, store_meta:dict, flip):
     "Serve a gallery with the input size and flip it was embedded with; a flip given against it is refused."
     from reid_nb.models import ModelMeta
@@ -350,7 +350,7 @@ def app(weights, # the model: a checkpoint or a file any runtime reads (.pth, .o
        ):
     "The FastAPI application of the search service (see the table above)."
     fastapi = require('fastapi', 'FastAPI (the service)', 'pip install "reid_nb[serve]"')
-    require('multipart', 'python-multipart (uploads)', 'pip install "reid_nb[serve]"')
+    require('python_multipart', 'python-multipart (uploads)', 'pip install "reid_nb[serve]"')
     from fastapi import File, Form, Header, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
@@ -451,7 +451,7 @@ def app(weights, # the model: a checkpoint or a file any runtime reads (.pth, .o
 
 class _TooLarge(Exception): "An upload over the limits (413)."
 
-# %% ../nbs/45_serve.ipynb #aba9b2dd
+# %% ../nbs/45_serve.ipynb #29fea7c9
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>reid_nb search</title>
@@ -547,7 +547,7 @@ health();
 </script></body></html>
 """
 
-# %% ../nbs/45_serve.ipynb #18a816bd
+# %% ../nbs/45_serve.ipynb #13c60666
 def run(weights, # the model (see `app`)
         gallery, # the gallery location (see `app`)
         host:str='127.0.0.1', # address to listen on; anything but loopback needs a token
