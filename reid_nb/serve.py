@@ -8,7 +8,7 @@ Docs: https://reid-nb.github.io/reid_nb/serve.html.md"""
 __all__ = ['MAGIC', 'IMAGE_SUFFIX', 'MAX_PIXELS', 'PAGE', 'Batcher', 'fsync_path', 'write_durably', 'Journal', 'GalleryStore',
            'read_token', 'check_bind', 'decode_crop', 'app', 'run']
 
-# %% ../nbs/45_serve.ipynb #f873d06e
+# %% ../nbs/45_serve.ipynb #7a0282a9
 import asyncio, hmac, io, ipaddress, json, os, queue, struct, threading, time, warnings, zlib
 from concurrent.futures import Future
 from pathlib import Path
@@ -22,7 +22,7 @@ from .gallery import Gallery, gallery_backend, gallery_rerank
 from .milvus import MilvusGallery
 from .runtime import require
 
-# %% ../nbs/45_serve.ipynb #7a3933c7
+# %% ../nbs/45_serve.ipynb #0d2d529e
 class Batcher:
     "Runs `fn` on the concatenation of concurrent submissions: up to `max_batch` rows, waiting at most `max_wait_ms` after the first."
     def __init__(self, fn, # N×… tensor -> N×… tensor (or array), e.g. an `Embedder`
@@ -64,7 +64,7 @@ class Batcher:
     @property
     def mean_batch(self)->float: return self.rows / max(self.calls, 1)
 
-# %% ../nbs/45_serve.ipynb #9dffca3f
+# %% ../nbs/45_serve.ipynb #2173ae3d
 MAGIC = b'RJ01'
 _HEAD = struct.Struct('<4sII')                      # magic, payload length, CRC-32 of the payload
 
@@ -135,7 +135,7 @@ def _later_record(data:bytes, start:int)->bool:
         at = data.find(MAGIC, at + 1)
     return False
 
-# %% ../nbs/45_serve.ipynb #d5ac44e7
+# %% ../nbs/45_serve.ipynb #4ad6ff6e
 IMAGE_SUFFIX = {'JPEG': '.jpg', 'PNG': '.png', 'WEBP': '.webp', 'BMP': '.bmp', 'GIF': '.gif', 'TIFF': '.tif'}
 
 def _per_crop(v, n:int, name:str, cast)->list:
@@ -155,7 +155,8 @@ class GalleryStore:
                  snapshot_every:int=1000, # faiss: journal records between snapshots
                 ):
         if int(snapshot_every) < 1: raise InputValueError(f"snapshot_every must be >= 1; got {snapshot_every}")
-        self.location, self.backend, self.lock = str(location), gallery_backend(location), threading.RLock()
+        self.location, self.lock = str(location), threading.RLock()
+        self.backend = 'faiss' if gallery_backend(location) == 'faiss' else 'milvus'
         self.snapshot_every, self.labels, self.seq, self.unsaved, self.journal = int(snapshot_every), {}, 0, 0, None
         if self.backend == 'faiss':
             self.folder = Path(location)
@@ -290,7 +291,7 @@ class GalleryStore:
         else: self.g.close()
     def __len__(self): return len(self.g)
 
-# %% ../nbs/45_serve.ipynb #afc83716
+# %% ../nbs/45_serve.ipynb #d3f924a3
 MAX_PIXELS = 40_000_000                            # a larger "crop" is refused (a decompression bomb, not a person)
 
 def read_token(path:str|Path)->str:
@@ -324,7 +325,7 @@ def decode_crop(data:bytes, # an uploaded file's bytes
     if fmt in IMAGE_SUFFIX: return rgb, (data, IMAGE_SUFFIX[fmt])
     buf = io.BytesIO(); rgb.save(buf, 'PNG'); return rgb, (buf.getvalue(), '.png')
 
-# %% ../nbs/45_serve.ipynb #fa176ea0
+# %% ../nbs/45_serve.ipynb #29bbc425
 def _model_settings(emb:Embedder, store_meta:dict, flip):
     "Serve a gallery with the input size and flip it was embedded with; a flip given against it is refused."
     from reid_nb.models import ModelMeta
@@ -382,12 +383,14 @@ def app(weights, # the model: a checkpoint or a file any runtime reads (.pth, .o
         api.add_middleware(CORSMiddleware, allow_origins=list(cors), allow_methods=['GET', 'POST', 'DELETE'], allow_headers=['Authorization'])
 
     def fail(status:int, msg:str, **kw): return JSONResponse({'detail': msg}, status_code=status, **kw)
-    @api.middleware('http')
-    async def size_limit(request, call_next):
-        n = request.headers.get('content-length')
-        if n is not None and n.isdigit() and int(n) > limit * max_files + 2**16:
-            return fail(413, f"request of {int(n):,} bytes: the limit is {max_files} crops of {max_upload_mb:g} MB")
-        return await call_next(request)
+    class SizeLimit:   # plain ASGI (no per-request task as with @app.middleware): refuse a too-large body before reading it
+        def __init__(self, app): self.app = app
+        async def __call__(self, scope, receive, send):
+            n = dict(scope.get('headers') or []).get(b'content-length', b'') if scope['type'] == 'http' else b''
+            if n.isdigit() and int(n) > limit * max_files + 2**16:
+                return await fail(413, f"request of {int(n):,} bytes: the limit is {max_files} crops of {max_upload_mb:g} MB")(scope, receive, send)
+            await self.app(scope, receive, send)
+    api.add_middleware(SizeLimit)
     @api.exception_handler(InputError)
     async def input_error(request, e): return fail(404 if isinstance(e, InputKeyError) else 400, str(e).split('\n')[0])
     @api.exception_handler(RequestValidationError)
@@ -451,7 +454,7 @@ def app(weights, # the model: a checkpoint or a file any runtime reads (.pth, .o
 
 class _TooLarge(Exception): "An upload over the limits (413)."
 
-# %% ../nbs/45_serve.ipynb #29fea7c9
+# %% ../nbs/45_serve.ipynb #555b2368
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>reid_nb search</title>
@@ -547,7 +550,7 @@ health();
 </script></body></html>
 """
 
-# %% ../nbs/45_serve.ipynb #13c60666
+# %% ../nbs/45_serve.ipynb #6c1a4ef6
 def run(weights, # the model (see `app`)
         gallery, # the gallery location (see `app`)
         host:str='127.0.0.1', # address to listen on; anything but loopback needs a token
