@@ -60,8 +60,8 @@ def market_crops(root, n:int, seed:int=0)->list:
     df = df[df.split == 'train'].sort_values('path').reset_index(drop=True)
     return df.iloc[np.sort(np.random.default_rng(seed).choice(len(df), n, replace=False))]
 
-def load_clients(url:str, crops:list, clients:int, seconds:float, warm:float=1.0)->dict:
-    "`clients` threads POST /search one crop at a time for `seconds` (after `warm`); latencies of the timed part."
+def load_clients(url:str, crops:list, clients:int, seconds:float, warm:float=1.0)->tuple:
+    "`clients` threads POST /search one crop at a time for `seconds` (after `warm`): (latencies in s of the timed part, errors)."
     import httpx
     lat, errors, stop_at, lock = [], [0], time.time() + warm + seconds, threading.Lock()
     t_start = time.time() + warm
@@ -78,11 +78,11 @@ def load_clients(url:str, crops:list, clients:int, seconds:float, warm:float=1.0
     th = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in th: t.start()
     for t in th: t.join()
-    ms = np.array(lat) * 1000
-    return dict(clients=clients, requests=len(lat), rps=len(lat) / seconds, p50_ms=float(np.percentile(ms, 50)), p95_ms=float(np.percentile(ms, 95)),
-                p99_ms=float(np.percentile(ms, 99)), errors=int(errors[0]))
+    return lat, errors[0]
 
 def part_throughput(a, work:Path)->dict:
+    """Both servers run side by side (the idle one costs nothing); each client count is measured on, off, off, on
+    (`--seconds` / 2 each), so a change in the machine's other load falls on both settings alike."""
     import httpx
     from reid_nb.export import export_onnx
     from reid_nb.cli import embed_images, build_gallery
@@ -94,19 +94,44 @@ def part_throughput(a, work:Path)->dict:
     embed_images(str(work/'gallery.csv'), str(onnx), str(work/'gallery.npz'))
     build_gallery(str(work/'gallery.npz'), str(work/'gallery'))
     queries = [jpeg(p) for p in q_df.path]
+    import shutil
+    shutil.copytree(work/'gallery', work/'gallery_off')
+    servers = dict(on=Server(onnx, work/'gallery', '--threads', str(a.threads), '--max-batch', '32', '--max-wait-ms', '5'),
+                   off=Server(onnx, work/'gallery_off', '--threads', str(a.threads), '--max-batch', '1'))
     rows = []
-    for batching, extra in (('on', ('--max-batch', '32', '--max-wait-ms', '5')), ('off', ('--max-batch', '1'))):
-        srv = Server(onnx, work/'gallery', '--threads', str(a.threads), *extra)
-        try:
-            for n in (1, 8, 32):
-                r = load_clients(srv.url, queries, n, a.seconds)
-                h = httpx.get(f'{srv.url}/health').json()
-                rows.append(dict(batching=batching, **r, mean_batch=h['batching']['mean_batch']))
-                print(f"batching {batching:>3}, {n:>2} clients: {r['rps']:6.1f} req/s  p50 {r['p50_ms']:6.1f}  p95 {r['p95_ms']:6.1f}  p99 {r['p99_ms']:6.1f} ms  "
-                      f"errors {r['errors']}  (mean batch so far {h['batching']['mean_batch']})", flush=True)
-        finally: srv.stop()
+    try:
+        for n in (1, 8, 32):
+            got = {k: ([], 0) for k in servers}
+            for k in ('on', 'off', 'off', 'on'):
+                lat, err = load_clients(servers[k].url, queries, n, a.seconds / 2)
+                got[k] = (got[k][0] + lat, got[k][1] + err)
+            for k, (lat, err) in got.items():
+                ms = np.array(lat) * 1000
+                h = httpx.get(f'{servers[k].url}/health').json()
+                r = dict(batching=k, clients=n, requests=len(lat), rps=len(lat) / a.seconds, p50_ms=float(np.percentile(ms, 50)),
+                         p95_ms=float(np.percentile(ms, 95)), p99_ms=float(np.percentile(ms, 99)), errors=int(err), mean_batch=h['batching']['mean_batch'])
+                rows.append(r)
+                print(f"batching {k:>3}, {n:>2} clients: {r['rps']:6.1f} req/s  p50 {r['p50_ms']:6.1f}  p95 {r['p95_ms']:6.1f}  p99 {r['p99_ms']:6.1f} ms  "
+                      f"errors {r['errors']}  (mean batch so far {r['mean_batch']})", flush=True)
+    finally:
+        for s_ in servers.values(): s_.stop()
     return dict(model=f"{Path(a.weights).name} (MobileNetV2 128x64, Market-1501 proxy) exported to ONNX, ONNX Runtime fp32, {a.threads} inference thread(s)",
-                gallery=f"{a.gallery_crops} Market-1501 crops (reid-nb embed + reid-nb index, faiss flat)", seconds_per_point=a.seconds, rows=rows)
+                gallery=f"{a.gallery_crops} Market-1501 crops (reid-nb embed + reid-nb index, faiss flat)", seconds_per_point=a.seconds,
+                forward_ms=forward_cost(onnx, a.threads), rows=rows)
+
+def forward_cost(onnx, threads:int)->dict:
+    "ms per image of the bare ONNX Runtime forward pass at batch 1, 8 and 32 (what batching can save at most)."
+    import torch
+    from reid_nb.embed import Embedder
+    e = Embedder(onnx, threads=threads, batch_size=64, progress=False)
+    out = {}
+    for b in (1, 8, 32):
+        x = torch.rand(b, 3, *e.size); e.embed(x)
+        t, n = time.perf_counter(), 0
+        while time.perf_counter() - t < 3: e.embed(x); n += 1
+        out[f'batch_{b}'] = (time.perf_counter() - t) / n / b * 1000
+    print('forward ms per image: ' + ', '.join(f'{k} {v:.1f}' for k, v in out.items()), flush=True)
+    return out
 
 def part_gallery(a, work:Path)->dict:
     import faiss
