@@ -1,4 +1,4 @@
-"""`reid-nb train | eval | demo | adapt | export | embed | index | search`: FastReID-style configs and options on the command line, each option read from its function's signature; bad input is one line, warnings are shown, logs read well in a file.
+"""`reid-nb train | eval | demo | adapt | export | embed | index | search | serve`: FastReID-style configs and options on the command line, each option read from its function's signature; bad input is one line, warnings are shown, logs read well in a file.
 
 Docs: https://reid-nb.github.io/reid_nb/cli.html.md"""
 
