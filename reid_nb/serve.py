@@ -8,7 +8,7 @@ Docs: https://reid-nb.github.io/reid_nb/serve.html.md"""
 __all__ = ['MAGIC', 'IMAGE_SUFFIX', 'MAX_PIXELS', 'PAGE', 'Batcher', 'fsync_path', 'write_durably', 'Journal', 'GalleryStore',
            'read_token', 'check_bind', 'decode_crop', 'app', 'run']
 
-# %% ../nbs/45_serve.ipynb #ffb5eb2d
+# %% ../nbs/45_serve.ipynb #a52eb194
 import asyncio, hmac, io, ipaddress, json, os, queue, struct, threading, time, warnings, zlib
 from concurrent.futures import Future
 from pathlib import Path
@@ -22,7 +22,7 @@ from .gallery import Gallery, gallery_backend, gallery_rerank
 from .milvus import MilvusGallery
 from .runtime import require
 
-# %% ../nbs/45_serve.ipynb #b5ebe6db
+# %% ../nbs/45_serve.ipynb #801007fd
 class Batcher:
     "Runs `fn` on the concatenation of concurrent submissions: up to `max_batch` rows, waiting at most `max_wait_ms` after the first."
     def __init__(self, fn, # N×… tensor -> N×… tensor (or array), e.g. an `Embedder`
@@ -64,7 +64,7 @@ class Batcher:
     @property
     def mean_batch(self)->float: return self.rows / max(self.calls, 1)
 
-# %% ../nbs/45_serve.ipynb #3c5acb28
+# %% ../nbs/45_serve.ipynb #954e56fb
 MAGIC = b'RJ01'
 _HEAD = struct.Struct('<4sII')                      # magic, payload length, CRC-32 of the payload
 
@@ -135,7 +135,7 @@ def _later_record(data:bytes, start:int)->bool:
         at = data.find(MAGIC, at + 1)
     return False
 
-# %% ../nbs/45_serve.ipynb #7eb1b638
+# %% ../nbs/45_serve.ipynb #81581dd8
 IMAGE_SUFFIX = {'JPEG': '.jpg', 'PNG': '.png', 'WEBP': '.webp', 'BMP': '.bmp', 'GIF': '.gif', 'TIFF': '.tif'}
 
 def _per_crop(v, n:int, name:str, cast)->list:
@@ -293,7 +293,7 @@ class GalleryStore:
         else: self.g.close()
     def __len__(self): return len(self.g)
 
-# %% ../nbs/45_serve.ipynb #d416079e
+# %% ../nbs/45_serve.ipynb #1b38c300
 MAX_PIXELS = 40_000_000                            # a larger "crop" is refused (a decompression bomb, not a person)
 
 def read_token(path:str|Path)->str:
@@ -327,7 +327,7 @@ def decode_crop(data:bytes, # an uploaded file's bytes
     if fmt in IMAGE_SUFFIX: return rgb, (data, IMAGE_SUFFIX[fmt])
     buf = io.BytesIO(); rgb.save(buf, 'PNG'); return rgb, (buf.getvalue(), '.png')
 
-# %% ../nbs/45_serve.ipynb #840a1530
+# %% ../nbs/45_serve.ipynb #67733278
 def _model_settings(emb:Embedder, store_meta:dict, flip):
     "Serve a gallery with the input size and flip it was embedded with; a flip given against it is refused."
     from reid_nb.models import ModelMeta
@@ -456,7 +456,7 @@ def app(weights, # the model: a checkpoint or a file any runtime reads (.pth, .o
 
 class _TooLarge(Exception): "An upload over the limits (413)."
 
-# %% ../nbs/45_serve.ipynb #54c0448f
+# %% ../nbs/45_serve.ipynb #90c020fb
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>reid_nb search</title>
@@ -552,7 +552,7 @@ health();
 </script></body></html>
 """
 
-# %% ../nbs/45_serve.ipynb #3437f51e
+# %% ../nbs/45_serve.ipynb #083ae3b2
 def run(weights, # the model (see `app`)
         gallery, # the gallery location (see `app`)
         host:str='127.0.0.1', # address to listen on; anything but loopback needs a token
