@@ -96,10 +96,10 @@ def part_throughput(a, work:Path)->dict:
     queries = [jpeg(p) for p in q_df.path]
     import shutil
     shutil.copytree(work/'gallery', work/'gallery_off')
-    servers = dict(on=Server(onnx, work/'gallery', '--threads', str(a.threads), '--max-batch', '32', '--max-wait-ms', '5'),
-                   off=Server(onnx, work/'gallery_off', '--threads', str(a.threads), '--max-batch', '1'))
-    rows = []
+    servers, rows = {}, []
     try:
+        servers['on'] = Server(onnx, work/'gallery', '--threads', str(a.threads), '--max-batch', '32', '--max-wait-ms', '5')
+        servers['off'] = Server(onnx, work/'gallery_off', '--threads', str(a.threads), '--max-batch', '1')   # (a failed start stops the first too)
         for n in (1, 8, 32):
             got = {k: ([], 0) for k in servers}
             for k in ('on', 'off', 'off', 'on'):
