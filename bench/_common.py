@@ -10,6 +10,7 @@ Result files (bench/results/*.json) start with `provenance(__file__, argv)`: ben
 hardware, commit and package versions; `save_json` writes them atomically.
 """
 import contextlib, datetime, json, os, platform, shlex, subprocess, sys, tempfile, warnings
+import numpy as np
 from importlib import metadata
 from pathlib import Path
 
@@ -55,6 +56,25 @@ def proxy_note(df)->str:
     return (f"Market-1501 proxy split: {df.pid[train].nunique()} train identities ({n.get('train', 0)} images) and {df.pid[~train].nunique()} test "
             f"identities ({n.get('query', 0)} query / {n.get('gallery', 0)} gallery images, make_query_gallery seed {df.attrs.get('split_seed')}), "
             "all from bounding_box_train; not the official query/gallery")
+
+# --- structured distractors (the gallery benches' real-plus-structured mix) ---------------------------------------
+
+def structured_distractors(real:np.ndarray, n:int, seed:int, basis:np.ndarray, scale:np.ndarray, per_id:int=16)->np.ndarray:
+    """n structured distractors for a gallery of real features (bench/gallery.py, bench/serve.py): half pseudo-identities (mixed
+    real centres + members), half perturbed real features, spread along the real features' principal directions `basis` (k×D)
+    with their spreads `scale` (k); L2-normalised."""
+    r = np.random.default_rng(seed)
+    def spread(m, s): return (r.standard_normal((m, len(scale))).astype(np.float32) * scale * s) @ basis
+    n_id = n // 2
+    ids = -(-n_id // per_id)
+    a, b = real[r.integers(0, len(real), ids)], real[r.integers(0, len(real), ids)]
+    w = r.uniform(0.3, 0.7, (ids, 1)).astype(np.float32)
+    centres = w * a + (1 - w) * b + spread(ids, 0.5)
+    members = np.repeat(centres, per_id, 0)[:n_id] + spread(n_id, 0.6)
+    dup = real[r.integers(0, len(real), n - n_id)] + spread(n - n_id, 0.35)
+    x = np.concatenate([members, dup]).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
 
 # --- synthetic features ------------------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ Writes bench/results/gallery.json: the provenance block of bench/_common.py (com
 import argparse, sys, tempfile, time
 from pathlib import Path
 import numpy as np
-from _common import RESULTS, MARKET_MODEL, N_TEST_IDS, market_root, market_found, market_proxy, provenance, save_json
+from _common import RESULTS, MARKET_MODEL, N_TEST_IDS, market_root, market_found, market_proxy, provenance, save_json, structured_distractors
 
 def rss_gb(field='VmRSS'):
     for l in open('/proc/self/status'):
@@ -42,21 +42,6 @@ def real_features(weights, root, n_test_ids, threads, cache):
     q = (df.split == 'query').to_numpy()
     np.savez(cache, feats=f, is_query=q, pids=df.pid.to_numpy(), camids=df.camid.to_numpy())
     return f, q, df.pid.to_numpy(), df.camid.to_numpy()
-
-def distractors(real:np.ndarray, n:int, seed:int, basis:np.ndarray, scale:np.ndarray, per_id:int=16)->np.ndarray:
-    "n structured distractors: half pseudo-identities (mixed real centres + members), half perturbed real features."
-    r = np.random.default_rng(seed)
-    def spread(m, s): return (r.standard_normal((m, len(scale))).astype(np.float32) * scale * s) @ basis
-    n_id = n // 2
-    ids = -(-n_id // per_id)
-    a, b = real[r.integers(0, len(real), ids)], real[r.integers(0, len(real), ids)]
-    w = r.uniform(0.3, 0.7, (ids, 1)).astype(np.float32)
-    centres = w * a + (1 - w) * b + spread(ids, 0.5)
-    members = np.repeat(centres, per_id, 0)[:n_id] + spread(n_id, 0.6)
-    dup = real[r.integers(0, len(real), n - n_id)] + spread(n - n_id, 0.35)
-    x = np.concatenate([members, dup]).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -94,7 +79,7 @@ def main(argv=None):
     dis_sizes = [min(a.chunk, n_dis - s) for s in range(0, n_dis, a.chunk)]
     def batches():   # the first batch (the one the index trains on) holds the real gallery and a first slice of distractors
         for i, m in enumerate(dis_sizes):
-            x = distractors(real, m, a.seed * 1000 + i, basis, scale)
+            x = structured_distractors(real, m, a.seed * 1000 + i, basis, scale)
             yield np.concatenate([gal_real, x]) if i == 0 else x
 
     # exact top-10 by numpy, chunk by chunk (inner product of normalised vectors = cosine)

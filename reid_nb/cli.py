@@ -1,4 +1,4 @@
-"""`reid-nb train | eval | demo | adapt | export | embed | index | search`: FastReID-style configs and options on the command line, each option read from its function's signature; bad input is one line, warnings are shown, logs read well in a file.
+"""`reid-nb train | eval | demo | adapt | export | embed | index | search | serve`: FastReID-style configs and options on the command line, each option read from its function's signature; bad input is one line, warnings are shown, logs read well in a file.
 
 Docs: https://reid-nb.github.io/reid_nb/cli.html.md"""
 
@@ -12,7 +12,8 @@ from .core import InputError
 
 # %% auto #0
 __all__ = ['COMMANDS', 'CLIError', 'data_root', 'cache_dir', 'train', 'evaluate_checkpoint', 'demo', 'export_model',
-           'embed_images', 'build_gallery', 'search_gallery', 'adapt_checkpoint', 'build_parser', 'main']
+           'embed_images', 'build_gallery', 'search_gallery', 'serve_gallery', 'adapt_checkpoint', 'build_parser',
+           'main']
 
 # %% ../nbs/50_cli.ipynb #646bc348
 class CLIError(InputError):
@@ -487,21 +488,27 @@ def _read_feats(path:str)->dict:
 def build_gallery(feats:str, # a .npz written by `reid-nb embed`
                   out:str, # the gallery folder to write
                   index:str='auto', # 'auto', 'flat', 'ivfpq' or 'hnsw'
+                  backend:str='faiss', # 'faiss' (OUT is a folder) or 'milvus' (OUT is a milvus-lite .db file, or http://host:19530)
                   overwrite:bool=False, # replace an existing gallery in OUT
                  ):
-    "Index the features of `feats` and save the gallery to `out`; returns the `Gallery`."
+    "Index the features of `feats` and save the gallery to `out`; returns the `Gallery` (a `MilvusGallery` for --backend milvus)."
     from reid_nb.gallery import Gallery
-    _check_output(out, overwrite, {'FEATS': feats}, folder=True)
+    if not re.match(r'^[A-Za-z][A-Za-z0-9+.-]*://', str(out)):   # a server's collection: MilvusGallery refuses to replace it unless --overwrite
+        _check_output(out, overwrite, {'FEATS': feats}, folder=backend != 'milvus')
     d = _read_feats(feats)
     t0 = time.time()
-    g = Gallery(d['feats'].shape[1], index=index, meta=d['meta'].to_dict())
+    if backend == 'milvus':
+        from reid_nb.milvus import MilvusGallery
+        g = MilvusGallery(out, d['feats'].shape[1], index=index, expected_size=len(d['feats']), meta=d['meta'].to_dict(), overwrite=overwrite)
+    else: g = Gallery(d['feats'].shape[1], index=index, meta=d['meta'].to_dict())
     g.add(d['feats'], d.get('pids'), d.get('camids'), d['paths'].tolist() if 'paths' in d else None)
-    g.save(out)
+    if backend == 'milvus': g.save()
+    else: g.save(out)
     print(f"indexed {len(g)} vectors ({g.index_kind}) -> {out} ({time.time() - t0:.0f} s)", flush=True)
     return g
 
 def search_gallery(images:list, # query image files
-                   gallery:str, # a folder written by `reid-nb index`
+                   gallery:str, # a gallery written by `reid-nb index`: a folder, a milvus-lite .db file or a milvus:// / http:// location
                    k:int=10, # results per query
                    weights:str|None=None, # embedding model (default: the one the gallery was embedded with)
                    plot:str|None=None, # save the rank lists to this picture
@@ -509,11 +516,11 @@ def search_gallery(images:list, # query image files
                   ):
     "Embed the query images and print their top-k in the gallery; returns the `SearchResult`."
     import numpy as np
-    from reid_nb.gallery import Gallery
+    from reid_nb.gallery import open_gallery
     from reid_nb.embed import Embedder
     if k < 1: raise CLIError(f"-k must be 1 or more (results per query); got {k}")
     if plot: _check_output(plot, overwrite, {f'query image {im}': im for im in images}, flag='--plot')
-    g = Gallery.load(gallery)
+    g = open_gallery(gallery)
     if k > len(g):
         print(f"note: -k {k} but {gallery} holds {len(g)} images: showing all {len(g)}", flush=True)
         k = len(g)
@@ -544,6 +551,28 @@ def search_gallery(images:list, # query image files
         plt.savefig(plot, dpi=120, bbox_inches='tight'); plt.close('all')
         print(f"rank lists: {plot}", flush=True)
     return r
+
+# %% ../nbs/50_cli.ipynb #52d86ca9
+def serve_gallery(weights:str, # the model: a checkpoint or an exported file (.onnx, .xml, .engine, ...)
+                  gallery:str, # a gallery folder (made when missing), or Milvus: G.db, milvus://G.db, http://host:19530
+                  host:str='127.0.0.1', # address to listen on; anything but loopback needs --token-file
+                  port:int=8000, # TCP port
+                  token_file:str|None=None, # file holding the token that adds and deletes need
+                  max_batch:int=32, # crops per forward pass (1: batching off)
+                  max_wait_ms:float=5.0, # longest wait for a batch to fill after its first crop
+                  max_upload_mb:float=4.0, # largest crop accepted, MB
+                  max_files:int=32, # most crops in one request
+                  cors:str|None=None, # comma-separated origins allowed to call from other pages (default: CORS off)
+                  snapshot_every:int=1000, # faiss gallery: writes between snapshots
+                  crops:str|None=None, # where added crops are kept (default: beside the gallery, GALLERY.crops)
+                  flip:bool|None=None, # flip TTA (default: as the gallery was embedded, else off)
+                  threads:int|None=None, # ONNX Runtime / OpenVINO inference threads
+                 ):
+    "Serve `weights` and `gallery` over HTTP until stopped (`reid_nb.serve.run`)."
+    from reid_nb.serve import run
+    run(weights, gallery, host=host, port=port, token_file=token_file, max_batch=max_batch, max_wait_ms=max_wait_ms, max_upload_mb=max_upload_mb,
+        max_files=max_files, cors=[o.strip() for o in cors.split(',') if o.strip()] if cors else None, snapshot_every=snapshot_every, crops=crops,
+        flip=flip, threads=threads)
 
 # %% ../nbs/50_cli.ipynb #90acbe16
 def adapt_checkpoint(weights:str, # the source model: a reid_nb checkpoint
@@ -598,8 +627,9 @@ COMMANDS = {  # sub-command: (function, one-line help, what its signature cannot
                dict(flags={'fmt': '--format'}, choices={'fmt': _export_formats, 'precision': ('fp32', 'fp16', 'bf16', 'int8')})),
     'embed': (embed_images, 'embed a folder of images (or a CSV with a path column; or of tracks, --tracks) into a .npz', dict(positional=('src',))),
     'index': (build_gallery, 'build a searchable gallery from a features .npz',
-              dict(positional=('feats',), choices={'index': ('auto', 'flat', 'ivfpq', 'hnsw')})),
+              dict(positional=('feats',), choices={'index': ('auto', 'flat', 'ivfpq', 'hnsw'), 'backend': ('faiss', 'milvus')})),
     'search': (search_gallery, 'search query images in a gallery', dict(positional=('images',))),
+    'serve': (serve_gallery, 'serve a model and a gallery over HTTP: search, add, delete, a page for an operator', {}),
 }
 
 class _LazyChoices:

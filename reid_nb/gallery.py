@@ -17,8 +17,8 @@ from .models import ModelMeta
 from .rerank import rerank_features
 
 # %% auto #0
-__all__ = ['GALLERY_FORMAT', 'GALLERY_VERSION', 'AUTO_EXACT_MAX', 'SearchResult', 'Gallery', 'gallery_rerank',
-           'gallery_query_expansion']
+__all__ = ['GALLERY_FORMAT', 'GALLERY_VERSION', 'AUTO_EXACT_MAX', 'GALLERY_BACKENDS', 'SearchResult', 'Gallery', 'exclusion_keys',
+           'gallery_backend', 'open_gallery', 'as_features', 'gallery_rerank', 'gallery_query_expansion']
 
 # %% ../nbs/43_gallery.ipynb #cb3dc003
 GALLERY_FORMAT, GALLERY_VERSION = 'reid_nb.gallery', 1
@@ -171,6 +171,21 @@ class Gallery:
         return ModelMeta.from_dict(self.meta, legacy_size='size_test')
     def __repr__(self): return f"Gallery({len(self)} × {self.dim}, {self.metric}, {self.index_kind}{', mmap' if self.read_only else ''})"
 
+# %% ../nbs/43_gallery.ipynb #5be938c6
+def exclusion_keys(nq:int, # queries
+                   exclude:str, # 'same_camera' or 'same_id_camera'
+                   q_pids=None, q_camids=None, # the queries' identities / cameras
+                  )->list:
+    "[(query rows, pid or None, camid)]: the queries grouped by what a 'same_camera' / 'same_id_camera' exclusion removes (checked)."
+    if exclude not in ('same_camera', 'same_id_camera'): raise InputValueError(f"exclude must be 'same_camera', 'same_id_camera', ids or per-query ids; got {exclude!r}")
+    if q_camids is None or (exclude == 'same_id_camera' and q_pids is None):
+        raise InputValueError(f"exclude={exclude!r} needs the queries' " + ('camids' if exclude == 'same_camera' else 'pids and camids'))
+    qc = np.asarray(q_camids, np.int64).reshape(-1)
+    qp = np.asarray(q_pids, np.int64).reshape(-1) if exclude == 'same_id_camera' else np.zeros(nq, np.int64)
+    if len(qc) != nq or len(qp) != nq: raise InputValueError(f"{nq} queries but {len(qc)} camids / {len(qp)} pids")
+    keys = np.stack([qp, qc], 1)
+    return [(np.nonzero((keys == k).all(1))[0], int(k[0]) if exclude == 'same_id_camera' else None, int(k[1])) for k in np.unique(keys, axis=0)]
+
 # %% ../nbs/43_gallery.ipynb #151e36ac
 def _search_params(g:Gallery, sel, nprobe=None, k_factor=None, ef_search=None):
     "faiss search parameters; those without a selector are built once per setting (SWIG objects cost more than a small search)."
@@ -196,18 +211,10 @@ def _exclusion_groups(g:Gallery, nq:int, exclude, q_pids, q_camids)->list:
     "[(query rows, rows of the gallery to exclude)] for an exclusion spec."
     if exclude is None: return [(np.arange(nq), None)]
     if isinstance(exclude, str):
-        if exclude not in ('same_camera', 'same_id_camera'): raise InputValueError(f"exclude must be 'same_camera', 'same_id_camera', ids or per-query ids; got {exclude!r}")
-        if q_camids is None or (exclude == 'same_id_camera' and q_pids is None):
-            raise InputValueError(f"exclude={exclude!r} needs the queries' " + ('camids' if exclude == 'same_camera' else 'pids and camids'))
-        qc = np.asarray(q_camids, np.int64).reshape(-1)
-        qp = np.asarray(q_pids, np.int64).reshape(-1) if exclude == 'same_id_camera' else np.zeros(nq, np.int64)
-        if len(qc) != nq or len(qp) != nq: raise InputValueError(f"{nq} queries but {len(qc)} camids / {len(qp)} pids")
-        keys = np.stack([qp, qc], 1)
         out = []
-        for key in np.unique(keys, axis=0):
-            qs = np.nonzero((keys == key).all(1))[0]
-            hit = g.camids == key[1]
-            if exclude == 'same_id_camera': hit &= g.pids == key[0]
+        for qs, pid, camid in exclusion_keys(nq, exclude, q_pids, q_camids):
+            hit = g.camids == camid
+            if pid is not None: hit &= g.pids == pid
             out.append((qs, np.nonzero(hit)[0]))
         return out
     ex = list(exclude) if not isinstance(exclude, np.ndarray) else exclude
@@ -333,6 +340,33 @@ def _load(cls, path:str|Path, # a folder written by `Gallery.save`
     return g
 
 Gallery.save, Gallery.load = _save, _load
+
+# %% ../nbs/43_gallery.ipynb #cb6cf8ee
+import re
+from .core import Registry
+
+GALLERY_BACKENDS = Registry('gallery backend', 'gallery_backends', key=str.lower)  # URI scheme or file suffix -> a class with Gallery's API
+
+def gallery_backend(target)->str:
+    "The backend name of a gallery location: its URI scheme, else its file suffix when a backend claims it, else 'faiss' (a folder)."
+    s = str(target)
+    m = re.match(r'^([A-Za-z][A-Za-z0-9+.-]*)://', s)
+    if m: return m[1].lower()
+    suffix = Path(s).suffix.lower()
+    return suffix if suffix and suffix in GALLERY_BACKENDS else 'faiss'
+
+def open_gallery(target, # a folder written by `Gallery.save`, or a location another backend claims (milvus://…, a .db file)
+                 **kw, # passed to the backend's `load` (e.g. `mmap=` for faiss)
+                ):
+    "Open a saved gallery with the backend its location names."
+    return GALLERY_BACKENDS[gallery_backend(target)].load(target, **kw)
+
+GALLERY_BACKENDS.register('faiss', Gallery)
+def as_features(x, # N×D (or D) numpy array or torch tensor
+                name:str='features', # what it is, for the message
+               )->np.ndarray:
+    "N×D contiguous float32, checked (2-D, finite): what every backend's `add` and `search` take."
+    return _as_f32(x, name)
 
 # %% ../nbs/43_gallery.ipynb #c37554b4
 def _gallery_vectors(gallery, rows)->np.ndarray:

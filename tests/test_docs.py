@@ -9,13 +9,11 @@ REID_NB_DOCS=<folder> tests an existing build instead of the default `_build/doc
 import functools, http.server, json, os, re, shutil, subprocess, sys, threading
 from pathlib import Path
 import pytest
+from browser import headless_chromium, skip_without_browser   # the browser set-up tests/test_serve.py shares
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = Path(os.environ.get('REID_NB_DOCS', ROOT/'_build'/'docs'))
 HTML = DOCS/'html'
-CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser') or shutil.which('google-chrome')
-DRIVER = shutil.which('chromedriver')
-REQUIRE = os.environ.get('REID_NB_REQUIRE_BROWSER') == '1'
 
 def _chapter(pattern:str, skip:tuple=())->str:
     "The first chapter (in file order) whose HTML matches `pattern`: chapters are found, not named, so renames do not matter."
@@ -23,17 +21,9 @@ def _chapter(pattern:str, skip:tuple=())->str:
         if p.stem not in ('index', 'search', 'genindex', 'zoo', *skip) and re.search(pattern, p.read_text(errors='ignore')): return p.stem
     pytest.fail(f'no chapter matches {pattern!r}')
 
-def _missing():
-    try: import selenium  # noqa: F401
-    except ImportError: return 'the selenium package is not installed'
-    if not (CHROMIUM and DRIVER): return 'chromium / chromedriver not found (Debian: apt-get install chromium chromium-driver)'
-
 @pytest.fixture(scope='module')
 def site():
-    why = _missing()
-    if why:
-        if REQUIRE: pytest.fail(why)
-        pytest.skip(why)
+    skip_without_browser()
     if not (HTML/'index.html').exists():
         r = subprocess.run([sys.executable, str(ROOT/'tools'/'build_docs.py'), '--out', str(DOCS)], cwd=ROOT)
         assert r.returncode == 0, 'the docs build failed'
@@ -48,16 +38,7 @@ def site():
 
 @pytest.fixture(scope='module')
 def browser(site, tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in ('--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-              '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', '--window-size=1280,1600',
-              f'--user-data-dir={tmp_path_factory.mktemp("chromium")}'):
-        opts.add_argument(a)
-    d = webdriver.Chrome(service=Service(DRIVER), options=opts)
-    d.set_page_load_timeout(60)
+    d = headless_chromium(tmp_path_factory.mktemp("chromium"))
     yield d
     d.quit()
 
