@@ -114,7 +114,7 @@ def assemble():
             lines.append(f"| **{NAMES[s]}, mean of {v['mAP']['n']} seeds** | | {sp('rank1')} | {sp('mAP')} | {sp('mINP')} | | | | | |")
     table = '\n'.join(lines)
     print(table)
-    save_json(dict(**provenance(__file__), table=table, summary=summary, runs=parts, commands=sorted({p['command'] for p in parts})),
+    save_json(dict(**provenance(__file__), table=table, summary=summary, names=NAMES, runs=parts, commands=sorted({p['command'] for p in parts})),
               RESULTS / 'cross_domain.json')
 
 def main(argv=None):

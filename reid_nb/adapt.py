@@ -118,7 +118,7 @@ class CameraProxyMemory(nn.Module):
                  inter_weight:float=0.5, # λ, the inter-camera loss's weight (CAP's 0.5)
                 ):
         super().__init__()
-        y, c = torch.as_tensor(np.asarray(labels, np.int64)), torch.as_tensor(np.asarray(camids, np.int64))
+        y, c = torch.as_tensor(np.array(labels, np.int64)), torch.as_tensor(np.array(camids, np.int64))
         if y.shape != c.shape or len(y) != len(feats): raise InputValueError(f"CameraProxyMemory: {len(feats)} features, {len(y)} labels and {len(c)} camera ids must agree")
         keep = y >= 0
         cam = torch.unique(c, return_inverse=True)[1]

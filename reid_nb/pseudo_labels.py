@@ -164,7 +164,7 @@ def camera_normalise(feats:Tensor, # N×D features
                     )->Tensor:
     "Features with their camera's mean (of the normalised features) subtracted, normalised again."
     f = F.normalize(torch.as_tensor(feats).float(), dim=1)
-    cams = torch.as_tensor(np.asarray(camids, np.int64))
+    cams = torch.as_tensor(np.array(camids, np.int64))
     if cams.shape != (len(f),): raise InputValueError(f"camera_normalise: {cams.numel()} camera ids for {len(f)} features")
     _, inv = torch.unique(cams, return_inverse=True)
     mean = torch.zeros(int(inv.max()) + 1, f.shape[1]).index_add_(0, inv, f) / torch.bincount(inv)[:, None].float()
