@@ -41,7 +41,8 @@ def run(a):
     given = dict(rounds=a.rounds, epochs=a.epochs, steps=a.steps, momentum=a.momentum, bs=a.bs, num_instances=a.num_instances)
     kw = dict({k: v for k, v in given.items() if v is not None}, seed=a.seed, eval_df=test_df, truth=adapt_df.pid.to_numpy(), **extra)
     _, table = adapt_domain(a.weights, adapt_df.drop(columns='pid'), method, **kw)
-    out = dict(setting=a.setting, seed=a.seed, seconds=round(time.time() - t0, 1), rounds=table.to_dict('records'),
+    out = dict(setting=a.setting, seed=a.seed, seconds=round(time.time() - t0, 1), cpu_seconds=round(time.process_time(), 1),   # CPU: one core's time
+               rounds=table.to_dict('records'),
                args={k: v for k, v in vars(a).items() if k not in ('assemble', 'labels')}, **provenance(__file__))
     save_json(out, PARTS / f"{a.setting}_s{a.seed}.json")
     print(table.to_string(), flush=True)
