@@ -83,9 +83,9 @@ def label_quality(a):
     print('\n'.join(lines))
     save_json(dict(**provenance(__file__), table='\n'.join(lines), rows=rows), RESULTS / 'cross_domain_labels.json')
 
-SETTINGS = {'none': ('none', {}), 'dbscan': ('dbscan', {}), 'mlt': ('mlt', {}), 'cc': ('cc', {}),   # setting: (method, options)
-            'cc_camnorm': ('cc', dict(camera_norm=True)), 'cc_proxies': ('cc', dict(camera_proxies=True)),
-            'cc_cam': ('cc', dict(camera_norm=True, camera_proxies=True))}
+SETTINGS = {'none': ('none', {}), 'dbscan': ('dbscan', {}), 'mlt': ('mlt', {}),   # setting: (method, options)
+            'cc': ('cc', dict(camera_norm=False, camera_proxies=False)), 'cc_camnorm': ('cc', dict(camera_norm=True, camera_proxies=False)),
+            'cc_proxies': ('cc', dict(camera_norm=False, camera_proxies=True)), 'cc_cam': ('cc', dict(camera_norm=True, camera_proxies=True))}
 NAMES = {'none': 'direct transfer', 'dbscan': 'DBSCAN baseline (tuned eps)', 'mlt': 'mixture (MLT-style)', 'cc': 'cluster contrast',
          'cc_camnorm': 'cc + camera-normalised clustering', 'cc_proxies': 'cc + camera proxies', 'cc_cam': 'cc + camera-aware (both)'}
 

@@ -209,7 +209,7 @@ def ema_momentum(steps:int, # optimiser steps of the round
 def adapt_domain(model_or_checkpoint, # a reid_nb `ReIDModel` (not modified) or a checkpoint path
                  target_df:pd.DataFrame, # the target images to adapt on: column `path` (and `camid`); `pid` is never read
                  method:str='cc', # 'cc' (cluster contrast), 'mlt' (mixture), 'dbscan' (baseline) or 'none' (direct transfer)
-                 rounds:int=3, # pseudo-label rounds
+                 rounds:int=1, # pseudo-label rounds (1: later rounds at a fixed ε lost mAP in the measured table)
                  epochs:int|None=None, # fine-tuning epochs per round; None: as many as make `steps` optimiser steps
                  steps:int=120, # optimiser steps per round that `epochs=None` reaches (in whole epochs)
                  momentum:float|None=None, # EMA teacher momentum m; None: `ema_momentum` of each round's steps
@@ -223,8 +223,8 @@ def adapt_domain(model_or_checkpoint, # a reid_nb `ReIDModel` (not modified) or 
                  temp:float=0.05, # τ of the cluster memory ('cc')
                  memory_momentum:float=0.1, # μ of the cluster memory's update ('cc')
                  hard:bool=False, # update the cluster memory with each cluster's hardest instance ('cc')
-                 camera_norm:bool=False, # cluster camera-normalised features (`camera_normalise`)
-                 camera_proxies:bool=False, # add the camera-aware proxies' losses (`CameraProxyMemory`; 'cc')
+                 camera_norm:bool|None=None, # cluster camera-normalised features (`camera_normalise`); None: for 'cc' on a target of 2+ cameras
+                 camera_proxies:bool|None=None, # add the camera-aware proxies' losses (`CameraProxyMemory`; 'cc'); None: as `camera_norm`'s default
                  keep:str='teacher', # the model returned: 'teacher' (the mean teacher) or 'student'
                  size=None, # training (H, W); None: the model's recorded training size, else the feature size
                  size_test=None, # feature (H, W); None: the model's recorded test size, else its training size
@@ -254,6 +254,8 @@ def adapt_domain(model_or_checkpoint, # a reid_nb `ReIDModel` (not modified) or 
     frame = skip_unreadable(_train_rows(target_df), source='the target frame')       # its pid: the row in target_df
     if truth is not None: truth = np.asarray(truth)[frame.pid.to_numpy()]
     frame = frame.assign(pid=np.arange(len(frame)))
+    cams = method == 'cc' and frame.camid[frame.camid >= 0].nunique() >= 2           # the camera-aware defaults' condition
+    camera_norm, camera_proxies = (cams if v is None else v for v in (camera_norm, camera_proxies))
     if eval_df is not None: eval_df = skip_unreadable(eval_df, source='eval_df')
     seed_everything(seed)
     student = copy.deepcopy(src)
