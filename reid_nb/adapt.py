@@ -29,7 +29,7 @@ from fastai.callback.core import Callback
 from fastai.learner import Learner
 
 # %% auto #0
-__all__ = ['EMATeacher', 'adapt_domain']
+__all__ = ['EPS', 'EMATeacher', 'ClusterMemory', 'CameraProxyMemory', 'fit_pk', 'ema_momentum', 'adapt_domain']
 
 # %% ../nbs/36_adapt.ipynb #968800f9
 class EMATeacher(Callback):
@@ -71,8 +71,96 @@ class _AdaptLoss:
         ce = sum(cross_entropy_ls(lg, y[:, l], self.eps) for l, lg in enumerate(logits)) / len(logits)
         return ce + (triplet_loss(feat, y[:, 0], margin=0.) if self.triplet else 0.)
 
+# %% ../nbs/36_adapt.ipynb #51612c2b
+def _unit(x:Tensor)->Tensor: return F.normalize(x.float(), dim=1)
+
+class ClusterMemory(nn.Module):
+    "Cluster Contrast's memory: one unit proxy per cluster, InfoNCE over all of them, a momentum update per batch."
+    def __init__(self, centroids:Tensor, # C×D starting proxies: each cluster's mean feature (normalised inside)
+                 temp:float=0.05, # τ, the temperature of the InfoNCE loss (the paper's 0.05)
+                 momentum:float=0.1, # μ, the weight of a proxy's old value in its update (the paper's code: 0.1)
+                 hard:bool=False, # update each proxy with its cluster's hardest instance in the batch instead of the batch mean
+                ):
+        super().__init__()
+        if not 0 <= momentum < 1 or temp <= 0: raise InputValueError(f"ClusterMemory: momentum={momentum} must be in [0, 1) and temp={temp} > 0")
+        self.register_buffer('features', _unit(centroids).clone())
+        self.temp, self.momentum, self.hard = temp, momentum, hard
+    def forward(self, feats:Tensor, # B×D features of the batch
+                y:Tensor, # B cluster labels 0..C-1
+               )->Tensor:
+        "The mean InfoNCE loss of the batch against the memory as it was; then (in training) the memory's update."
+        q = _unit(feats)
+        loss = F.cross_entropy(q @ self.features.clone().T / self.temp, y)
+        if self.training: self.update(q.detach(), y)
+        return loss
+    @torch.no_grad()
+    def update(self, q:Tensor, y:Tensor):
+        "φ_k ← normalise(μ φ_k + (1-μ) q_k) for every cluster k of the batch (q_k: its mean or hardest instance)."
+        q, y = _unit(q), y.to(self.features.device)
+        ks, inv = torch.unique(y, return_inverse=True)
+        if self.hard:   # per cluster, the instance least similar to its proxy
+            sim = (q * self.features[y]).sum(1)
+            order = torch.argsort(inv * 4. + (sim + 2.))              # by cluster, then by similarity (sim + 2 in [1, 3])
+            first = torch.ones_like(order, dtype=torch.bool); first[1:] = inv[order][1:] != inv[order][:-1]
+            qk = q[order[first]]
+        else: qk = torch.zeros(len(ks), q.shape[1], device=q.device).index_add_(0, inv, q) / torch.bincount(inv)[:, None]
+        self.features[ks] = _unit(self.momentum * self.features[ks] + (1 - self.momentum) * qk)
+
+# %% ../nbs/36_adapt.ipynb #d12383bb
+class CameraProxyMemory(nn.Module):
+    "Camera-aware proxies (CAP): one proxy per (cluster, camera); intra-camera InfoNCE + inter-camera loss with hard negatives."
+    def __init__(self, feats:Tensor, # N×D features of the training images: each proxy starts as the normalised mean of its images
+                 labels, # N cluster labels (-1: an outlier, no proxy)
+                 camids, # N camera ids
+                 temp:float=0.07, # τ (CAP's 0.07)
+                 momentum:float=0.2, # μ of the proxies' update (CAP's 0.2)
+                 negatives:int=50, # hardest other-cluster proxies in the inter-camera loss (CAP's 50)
+                 inter_weight:float=0.5, # λ, the inter-camera loss's weight (CAP's 0.5)
+                ):
+        super().__init__()
+        y, c = torch.as_tensor(np.array(labels, np.int64)), torch.as_tensor(np.array(camids, np.int64))
+        if y.shape != c.shape or len(y) != len(feats): raise InputValueError(f"CameraProxyMemory: {len(feats)} features, {len(y)} labels and {len(c)} camera ids must agree")
+        keep = y >= 0
+        cam = torch.unique(c, return_inverse=True)[1]
+        key = torch.where(keep, y * (int(cam.max()) + 1) + cam, -1)             # (cluster, camera) as one number
+        keys, inv = torch.unique(key[keep], return_inverse=True)
+        self.register_buffer('image_proxy', torch.full((len(y),), -1, dtype=torch.long).index_put_((keep.nonzero()[:, 0],), inv))
+        self.register_buffer('proxy_label', keys // (int(cam.max()) + 1)); self.register_buffer('proxy_cam', keys % (int(cam.max()) + 1))
+        sums = torch.zeros(len(keys), feats.shape[1]).index_add_(0, inv, _unit(torch.as_tensor(feats)[keep]))
+        self.proxies = ClusterMemory(sums, temp, momentum)
+        self.negatives, self.inter_weight = negatives, inter_weight
+    def forward(self, feats:Tensor, # B×D features of the batch
+                rows:Tensor, # B indices of the batch's images among the N
+               )->Tensor:
+        "Intra-camera loss + λ · inter-camera loss of the batch; then (in training) each proxy of the batch moves."
+        q, own = _unit(feats), self.image_proxy[rows.to(self.image_proxy.device)]
+        s = q @ self.proxies.features.clone().T / self.proxies.temp                  # B × proxies
+        other_cam = self.proxy_cam[None] != self.proxy_cam[own][:, None]
+        intra = F.cross_entropy(s.masked_fill(other_cam, float('-inf')), own)
+        pos = self.proxy_label[None] == self.proxy_label[own][:, None]
+        hard = s.masked_fill(pos, float('-inf')).topk(min(self.negatives, s.shape[1]), dim=1).values
+        denom = torch.logsumexp(torch.cat([s.masked_fill(~pos, float('-inf')), hard], 1), dim=1)
+        inter = -((s - denom[:, None]) * pos).sum(1) / pos.sum(1)
+        if self.training: self.proxies.update(q.detach(), own)
+        return intra + self.inter_weight * inter.mean()
+
+# %% ../nbs/36_adapt.ipynb #9f2ae55c
+class _NeckNet(nn.Module):
+    "The student whose training forward gives its neck feature (what Cluster Contrast's memory holds)."
+    def __init__(self, model:nn.Module): super().__init__(); self.model = model
+    def forward(self, x): return self.model(x).neck
+
+class _ContrastLoss:
+    "Cluster Contrast's InfoNCE over the cluster memory (+ the camera-aware proxies' losses), images keyed by row."
+    def __init__(self, labels:Tensor, memory:ClusterMemory, proxies:CameraProxyMemory|None=None):
+        self.labels, self.memory, self.proxies = labels, memory, proxies
+    def __call__(self, neck, idx):
+        loss = self.memory(neck, self.labels[idx.cpu()].to(neck.device))
+        return loss if self.proxies is None else loss + self.proxies(neck, idx)
+
 # %% ../nbs/36_adapt.ipynb #741d7815
 _BOT = RECIPES['bagtricks']   # where adapt_domain's batch, augmentation, label smoothing and optimiser defaults come from
+EPS = {'dbscan': 0.5, 'cc': 0.5, 'mlt': 0.6}   # DBSCAN's ε per method when not given (see the text)
 
 def _bot(value, part:str, key:str):
     "`value`, or the bagtricks recipe's `part`.`key` when it is None."
@@ -98,36 +186,67 @@ def _evaluate(model, eval_df, size_test, bs):
     r = reid_eval(model, q, g, protocol='market', verbose=False)        # the test recipe's metric; the protocol: see above
     return {'rank1': float(r.cmc[0]), 'mAP': float(r.mAP), 'mINP': float(r.mINP)}
 
-@delegates(pseudo_labels, but=['feats', 'method', 'seed'])
+def fit_pk(clusters:int, # pseudo identities of the round
+           bs:int, # the P×K batch asked for
+           num_instances:int, # K
+           where:str='adapt_domain', # who asks (for the messages)
+          )->int:
+    "The batch size to train with: `bs`, or P = `clusters` identities × K when there are fewer than P; an error below 2."
+    P = bs // num_instances
+    if clusters < 2:
+        raise InputValueError(f"{where}: the pseudo labels found {clusters} identit{'y' if clusters == 1 else 'ies'}, and training needs at least 2: "
+                              "raise DBSCAN's eps (--eps) or lower min_samples (--min-samples), or give more target images")
+    if clusters >= P: return bs
+    warnings.warn(f"{where}: {clusters} pseudo identities, fewer than P = {P}: training on batches of {clusters} x {num_instances}")
+    return clusters * num_instances
+
+def ema_momentum(steps:int, # optimiser steps of the round
+                )->float:
+    "The teacher's momentum for a round of `steps` steps: 1 - 4/steps (time constant a quarter of the round), within [0.9, 0.999]."
+    return float(min(0.999, max(0.9, 1 - 4 / max(steps, 1))))
+
+@delegates(pseudo_labels, but=['feats', 'method', 'seed', 'camids'])
 def adapt_domain(model_or_checkpoint, # a reid_nb `ReIDModel` (not modified) or a checkpoint path
                  target_df:pd.DataFrame, # the target images to adapt on: column `path` (and `camid`); `pid` is never read
-                 method:str='mlt', # 'none' (direct transfer), 'dbscan' (baseline) or 'mlt' (mixture)
-                 rounds:int=3, # pseudo-label rounds
-                 epochs:int=2, # fine-tuning epochs per round
-                 momentum:float=0.999, # EMA teacher momentum m
+                 method:str='cc', # 'cc' (cluster contrast), 'mlt' (mixture), 'dbscan' (baseline) or 'none' (direct transfer)
+                 rounds:int=1, # pseudo-label rounds (1: later rounds at a fixed ε lost mAP in the measured table)
+                 epochs:int|None=None, # fine-tuning epochs per round; None: as many as make `steps` optimiser steps
+                 steps:int=120, # optimiser steps per round that `epochs=None` reaches (in whole epochs)
+                 momentum:float|None=None, # EMA teacher momentum m; None: `ema_momentum` of each round's steps
                  bs:int|None=None, # P×K batch size; None: the bagtricks recipe's `data.bs`
                  num_instances:int|None=None, # K images per pseudo identity; None: the bagtricks recipe's `data.num_instances`
                  lr:float|None=None, # Adam learning rate (constant); None: the bagtricks recipe's `solver.base_lr`
                  weight_decay:float|None=None, # None: the bagtricks recipe's `solver.weight_decay`
-                 cls_scale:float=16., # s of the cosine classifiers
-                 ce_eps:float|None=None, # label smoothing ε; None: the bagtricks recipe's cross-entropy `eps`
+                 cls_scale:float=16., # s of the cosine classifiers ('dbscan', 'mlt')
+                 ce_eps:float|None=None, # label smoothing ε ('dbscan', 'mlt'); None: the bagtricks recipe's cross-entropy `eps`
                  stripes:int=2, # horizontal stripes of the multi-granularity features ('mlt')
+                 temp:float=0.05, # τ of the cluster memory ('cc')
+                 memory_momentum:float=0.1, # μ of the cluster memory's update ('cc')
+                 hard:bool=False, # update the cluster memory with each cluster's hardest instance ('cc')
+                 camera_norm:bool|None=None, # cluster camera-normalised features (`camera_normalise`); None: for 'cc' on a target of 2+ cameras
+                 camera_proxies:bool|None=None, # add the camera-aware proxies' losses (`CameraProxyMemory`; 'cc'); None: as `camera_norm`'s default
+                 keep:str='teacher', # the model returned: 'teacher' (the mean teacher) or 'student'
                  size=None, # training (H, W); None: the model's recorded training size, else the feature size
                  size_test=None, # feature (H, W); None: the model's recorded test size, else its training size
                  eval_df:pd.DataFrame|None=None, # labelled query/gallery frame of the target (reporting only)
                  truth=None, # true identity of each target image (reporting only)
                  seed:int=0, # everything random: sampler, augmentation, K-means
                  test_bs:int|None=None, # batch size of feature extraction; None: the bagtricks recipe's `data.test_bs`
-                 verbose:bool=True, # print each round's row
-                 **label_kw, # `pseudo_labels` options, e.g. eps=0.6, min_samples=4, k1=30, k2=6, cluster_ratios=(0.8, 1.2)
+                 verbose:bool=True, # print a line per round
+                 **label_kw, # `pseudo_labels` options, e.g. eps=0.5, min_samples=4, k1=30, k2=6, cluster_ratios=(0.8, 1.2)
                 )->tuple[nn.Module, pd.DataFrame]:
-    "Adapt a source model to an unlabelled target: (the mean-teacher model, in eval mode; the per-round table)."
-    if method not in ('none', 'dbscan', 'mlt'): raise InputValueError(f"adapt_domain: method={method!r}; use 'none', 'dbscan' or 'mlt'")
-    if rounds < 0 or epochs < 1: raise InputValueError(f"adapt_domain: rounds={rounds} must be >= 0 and epochs={epochs} >= 1")
+    "Adapt a source model to an unlabelled target: (the teacher or student, in eval mode; the per-round table)."
+    if method not in ('none', 'dbscan', 'mlt', 'cc'): raise InputValueError(f"adapt_domain: method={method!r}; use 'cc', 'mlt', 'dbscan' or 'none'")
+    if rounds < 0 or (epochs is not None and epochs < 1) or steps < 1:
+        raise InputValueError(f"adapt_domain: rounds={rounds} must be >= 0, epochs={epochs} >= 1 (or None) and steps={steps} >= 1")
+    if keep not in ('teacher', 'student'): raise InputValueError(f"adapt_domain: keep={keep!r}; use 'teacher' or 'student'")
+    if camera_proxies and method != 'cc': raise InputValueError(f"adapt_domain: camera_proxies is a loss of method 'cc', not of {method!r}")
+    if momentum is not None and not 0 <= momentum < 1: raise InputValueError(f"adapt_domain: momentum={momentum} must be in [0, 1)")
     bs, num_instances, test_bs = _bot(bs, 'data', 'bs'), _bot(num_instances, 'data', 'num_instances'), _bot(test_bs, 'data', 'test_bs')
     lr, weight_decay = _bot(lr, 'solver', 'base_lr'), _bot(weight_decay, 'solver', 'weight_decay')
     ce_eps = _BOT['loss']['ce']['eps'] if ce_eps is None else ce_eps
     if not 1 <= num_instances <= bs: raise InputValueError(f"adapt_domain: num_instances={num_instances} must be between 1 and bs={bs}")
+    label_kw = {'eps': EPS.get(method, 0.6), **label_kw}
     src = load_reid_model(model_or_checkpoint) if isinstance(model_or_checkpoint, (str, Path)) else model_or_checkpoint
     if not isinstance(src, nn.Module) or not hasattr(src, 'backbone'): raise InputTypeError(f"adapt_domain needs a ReIDModel or a checkpoint path, got {type(src).__name__}")
     if truth is not None and len(truth) != len(target_df): raise InputValueError(f"adapt_domain: truth has {len(truth)} entries for {len(target_df)} target images")
@@ -135,6 +254,8 @@ def adapt_domain(model_or_checkpoint, # a reid_nb `ReIDModel` (not modified) or 
     frame = skip_unreadable(_train_rows(target_df), source='the target frame')       # its pid: the row in target_df
     if truth is not None: truth = np.asarray(truth)[frame.pid.to_numpy()]
     frame = frame.assign(pid=np.arange(len(frame)))
+    cams = method == 'cc' and frame.camid[frame.camid >= 0].nunique() >= 2           # the camera-aware defaults' condition
+    camera_norm, camera_proxies = (cams if v is None else v for v in (camera_norm, camera_proxies))
     if eval_df is not None: eval_df = skip_unreadable(eval_df, source='eval_df')
     seed_everything(seed)
     student = copy.deepcopy(src)
@@ -145,40 +266,53 @@ def adapt_domain(model_or_checkpoint, # a reid_nb `ReIDModel` (not modified) or 
     extract_dl = ReIDLoader(ReIDDataset(frame, test_tf), batch_size=test_bs, shuffle=False)
     train_tf = build_transforms(size, is_train=True, **{k: _BOT['data'][k] for k in ('flip_prob', 'padding', 'rea_prob')})
     rows = []
-    def report(r, info:dict, t0:float, pl=None):
+    def report(r, info:dict, t0:float, pl=None, last=False):
         row = dict(round=r, method=method, **info)
         if pl is not None and truth is not None:
             row.update({k: v for k, v in cluster_quality(pl.primary, truth).items() if k not in ('clusters', 'outliers')})
-        if eval_df is not None: row.update(_evaluate(teacher, eval_df, size_test, test_bs))
+        if eval_df is not None:
+            row.update(_evaluate(teacher, eval_df, size_test, test_bs))
+            if last: row.update({f'student_{k}': v for k, v in _evaluate(student, eval_df, size_test, test_bs).items()})
         row['seconds'] = round(time.time() - t0, 1)
         rows.append(row)
-        if verbose: print(' '.join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+        if verbose:
+            said = [f"{row[k]} {k}" for k in ('clusters', 'outliers', 'steps') if k in row] + [f"{k} {100 * row[k]:.1f}%" for k in ('nmi', 'rank1', 'mAP') if k in row]
+            print(f"round {r}: " + ', '.join(said) + f" ({row['seconds']:.0f} s)", flush=True)
     report(0, {}, time.time())
     for r in range(1, rounds + 1 if method != 'none' else 1):
         t0 = time.time()
         feats = granularity_features(teacher, extract_dl, stripes=stripes if method == 'mlt' else 0)
-        pl = pseudo_labels(feats, method, seed=seed + r, **label_kw)
+        pl = pseudo_labels(feats, 'mlt' if method == 'mlt' else 'dbscan', seed=seed + r,
+                           camids=frame.camid.to_numpy() if camera_norm else None, **label_kw)
         info = pl.summary()
-        keep = np.nonzero(pl.keep)[0]
-        if info['clusters'] < bs // num_instances:
-            warnings.warn(f"adapt_domain round {r}: {info['clusters']} pseudo identities, fewer than P = {bs // num_instances}: no training this round")
-            info['trained'] = False; report(r, info, t0, pl); continue
-        L = torch.as_tensor(np.stack(list(pl.labels.values()), 1))                   # n × L
-        sub = frame.iloc[keep].reset_index(drop=True)
-        ds = ReIDDataset(sub, train_tf, {int(i): int(i) for i in keep})                # label = row in the adaptation frame
-        smp = IdentitySampler(pl.primary[keep], bs, num_instances, seed=seed + r)
-        train = ReIDLoader(ds, batch_size=bs, sampler=smp, drop_last=True, generator=torch.Generator().manual_seed(seed + r), device=dev)
+        keep_rows = np.nonzero(pl.keep)[0]
+        bs_r = fit_pk(info['clusters'], bs, num_instances, f'adapt_domain round {r}')
+        sub = frame.iloc[keep_rows].reset_index(drop=True)
+        ds = ReIDDataset(sub, train_tf, {int(i): int(i) for i in keep_rows})                # label = row in the adaptation frame
+        smp = IdentitySampler(pl.primary[keep_rows], bs_r, num_instances, seed=seed + r)
+        ep = epochs or -(-steps // smp.n_batches)                               # whole epochs that reach `steps`
+        m = ema_momentum(ep * smp.n_batches) if momentum is None else momentum
+        train = ReIDLoader(ds, batch_size=bs_r, sampler=smp, drop_last=True, generator=torch.Generator().manual_seed(seed + r), device=dev)
         empty = ReIDLoader(ReIDDataset(frame.iloc[:0], test_tf), batch_size=1)
         dls = ReIDDataLoaders(train, empty, empty, {}, device=dev)
-        net = _AdaptNet(student, list(pl.centroids.values()), cls_scale).to(dev)
-        splitter = lambda m: param_groups(m, base_lr=lr, weight_decay=weight_decay, backbone=('model',))
+        if method == 'cc':
+            C = info['clusters']
+            proxies = CameraProxyMemory(feats['global'], pl.primary, frame.camid.to_numpy()).to(dev) if camera_proxies else None
+            net = _NeckNet(student).to(dev)
+            loss = _ContrastLoss(torch.as_tensor(pl.primary), ClusterMemory(pl.centroids['dbscan'][:C], temp, memory_momentum, hard).to(dev), proxies)
+        else:
+            net = _AdaptNet(student, list(pl.centroids.values()), cls_scale).to(dev)
+            loss = _AdaptLoss(torch.as_tensor(np.stack(list(pl.labels.values()), 1)), ce_eps)
+        splitter = lambda mod: param_groups(mod, base_lr=lr, weight_decay=weight_decay, backbone=('model',))
         groups = splitter(net)
-        learn = Learner(dls, net, loss_func=_AdaptLoss(L, ce_eps), opt_func=lambda ps, lr=None: reid_optimizer(ps, opt='Adam'),
+        learn = Learner(dls, net, loss_func=loss, opt_func=lambda ps, lr=None: reid_optimizer(ps, opt='Adam'),
                         splitter=splitter, lr=[g['lr'] for g in groups], wd=[g['weight_decay'] for g in groups])
         t1 = time.time()
         with learn.no_bar(), learn.no_logging():
-            learn.fit(epochs, cbs=[EMATeacher(teacher, momentum, attr='model')])
-        info.update(trained=True, loss=float(learn.recorder.losses[-1]), train_seconds=round(time.time() - t1, 1))
-        report(r, info, t0, pl)
-    teacher.reid_meta = ModelMeta.of(src, size=size, size_test=size_test)   # the source's description, at the sizes adapted at
-    return teacher.eval(), pd.DataFrame(rows)
+            learn.fit(ep, cbs=[EMATeacher(teacher, m, attr='model')])
+        info.update(trained=True, bs=bs_r, epochs=ep, steps=ep * smp.n_batches, momentum=m,
+                    loss=float(learn.recorder.losses[-1]), train_seconds=round(time.time() - t1, 1))
+        report(r, info, t0, pl, last=r == rounds)
+    out = teacher if keep == 'teacher' else student
+    out.reid_meta = ModelMeta.of(src, size=size, size_test=size_test)   # the source's description, at the sizes adapted at
+    return out.eval(), pd.DataFrame(rows)

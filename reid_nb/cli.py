@@ -575,40 +575,58 @@ def serve_gallery(weights:str, # the model: a checkpoint or an exported file (.o
         flip=flip, threads=threads)
 
 # %% ../nbs/50_cli.ipynb #90acbe16
-def adapt_checkpoint(weights:str, # the source model: a reid_nb checkpoint
+def adapt_checkpoint(weights:str, # the source model: a reid_nb checkpoint (never written to)
                      target:str, # a folder of the new site's images, or a CSV with a `path` column (pids ignored)
-                     out:str, # the adapted checkpoint to write (and OUT.csv: the per-round table)
-                     method:str|None=None, # 'mlt', 'dbscan' or 'none' (default: adapt_domain's)
+                     out:str, # the adapted checkpoint to write (and OUT.csv: the per-round table); an existing one needs --overwrite
+                     method:str|None=None, # 'cc', 'mlt', 'dbscan' or 'none' (default: adapt_domain's)
                      rounds:int|None=None, # pseudo-label rounds (default: adapt_domain's)
-                     epochs:int|None=None, # fine-tuning epochs per round (default: adapt_domain's)
-                     momentum:float|None=None, # EMA teacher momentum (default: adapt_domain's)
+                     epochs:int|None=None, # fine-tuning epochs per round (default: enough for --steps)
+                     steps:int|None=None, # optimiser steps per round when --epochs is not given (default: adapt_domain's)
+                     momentum:float|None=None, # EMA teacher momentum (default: adapt_domain's rule from the steps of a round)
+                     bs:int|None=None, # P x K batch size (default: the bagtricks recipe's; P is lowered when there are fewer pseudo identities)
+                     num_instances:int|None=None, # K, images per pseudo identity in a batch (default: the bagtricks recipe's)
+                     camera_norm:bool|None=None, # cluster camera-normalised features (default: adapt_domain's)
+                     camera_proxies:bool|None=None, # add the camera-aware proxies' losses, method cc (default: adapt_domain's)
                      eval_csv:str|None=None, # CSV of labelled query/gallery images of the new site (reporting only)
                      seed:int|None=None, # seed of everything random (default: adapt_domain's)
-                     eps:float|None=None, # DBSCAN radius (default: pseudo_labels')
+                     eps:float|None=None, # DBSCAN radius (default: adapt_domain's for the method)
                      min_samples:int|None=None, # DBSCAN core size (default: pseudo_labels')
                      k1:int|None=None, # Jaccard neighbourhood k1 (default: pseudo_labels')
                      k2:int|None=None, # Jaccard neighbourhood k2 (default: pseudo_labels')
+                     overwrite:bool=False, # replace an existing OUT (and OUT.csv)
                     ):
-    "Adapt a checkpoint to a folder of unlabelled images; writes `out` and `out`.csv (the per-round table); returns the table."
+    "Adapt a checkpoint to a folder of unlabelled images; writes `out` and `out`.csv (the per-round table, scores in %); returns the table."
     from reid_nb.adapt import adapt_domain
     from reid_nb.data.datasets import from_csv
     from reid_nb.models import save_reid_model
     if not Path(weights).is_file(): raise CLIError(f"--weights {weights} is not a file")
+    out = Path(out); table_csv = out.with_suffix('.csv')
+    inputs = {Path(p).resolve(): flag for p, flag in ((weights, '--weights'), (target, '--target'), (eval_csv, '--eval')) if p}
+    for o in (out, table_csv):
+        if o.resolve() in inputs: raise CLIError(f"-o {out} would write {o}, which is the input {inputs[o.resolve()]}: choose another -o")
+    if not overwrite and (here := [str(o) for o in (out, table_csv) if o.exists()]):
+        raise CLIError(f"-o {out}: {' and '.join(here)} already exist{'s' if len(here) == 1 else ''}; pass --overwrite to replace, or choose another -o")
     frame = _image_frame(target)
     eval_df = from_csv(eval_csv) if eval_csv else None
     if eval_df is not None and not {'query', 'gallery'} <= set(eval_df.split):
         raise CLIError(f"--eval {eval_csv} needs rows with split 'query' and 'gallery' (it has {sorted(set(eval_df.split))})")
-    given = dict(method=method, rounds=rounds, epochs=epochs, momentum=momentum, seed=seed, eps=eps, min_samples=min_samples, k1=k1, k2=k2)
+    given = dict(method=method, rounds=rounds, epochs=epochs, steps=steps, momentum=momentum, bs=bs, num_instances=num_instances,
+                 camera_norm=camera_norm, camera_proxies=camera_proxies, seed=seed, eps=eps, min_samples=min_samples, k1=k1, k2=k2)
     kw = {k: v for k, v in given.items() if v is not None}  # the others: adapt_domain's and pseudo_labels' own defaults
     run = {**{k: p.default for k, p in inspect.signature(adapt_domain).parameters.items()}, **kw}
-    print(f"adapting {weights} to {len(frame)} images of {target} ({run['method']}, {run['rounds']} rounds x {run['epochs']} epochs)", flush=True)
+    per_round = f"{run['epochs']} epochs" if run['epochs'] else f"at least {run['steps']} steps"
+    print(f"adapting {weights} to {len(frame)} images of {target} ({run['method']}, {run['rounds']} rounds of {per_round})", flush=True)
     model, table = adapt_domain(weights, frame.drop(columns='pid'), eval_df=eval_df, **kw)
-    out, meta = Path(out), model.reid_meta
+    meta = model.reid_meta
+    pct = [c for c in table.columns if c.removeprefix('student_') in ('rank1', 'mAP', 'mINP', 'nmi', 'ari', 'pair_precision', 'pair_recall', 'pair_f1')]
+    shown = table.assign(**{c: 100 * table[c] for c in pct})
     save_reid_model(out, model, size=meta.size, size_test=meta.size_test,
-                    adapted=dict(method=run['method'], rounds=run['rounds'], epochs=run['epochs'], target=str(target)))
-    table.to_csv(out.with_suffix('.csv'), index=False)
-    print(table.round(3).convert_dtypes().astype(object).fillna('-').to_string(index=False), flush=True)  # counts as integers, '-' for none
-    print(f"wrote {out} and {out.with_suffix('.csv')}", flush=True)
+                    adapted=dict(method=run['method'], rounds=run['rounds'], steps=[int(s) for s in table['steps'].dropna()] if 'steps' in table else [], target=str(target)))
+    fd, tmp = tempfile.mkstemp(prefix=f'.{table_csv.name}.', dir=table_csv.parent)
+    os.close(fd); shown.to_csv(tmp, index=False); os.replace(tmp, table_csv)
+    print(f"per-round table ({', '.join(pct)} in %; round 0: the source model; returned: the {run['keep']}):", flush=True)
+    print(shown.round(1).convert_dtypes().astype(object).fillna('-').to_string(index=False), flush=True)  # counts as integers, '-' for none
+    print(f"wrote {out} and {table_csv}", flush=True)
     return table
 
 # %% ../nbs/50_cli.ipynb #2bc74edd
@@ -622,7 +640,7 @@ COMMANDS = {  # sub-command: (function, one-line help, what its signature cannot
     'eval': (evaluate_checkpoint, 'evaluate a checkpoint on DATASETS.TESTS', {}),
     'demo': (demo, 'synthetic data -> train ~1 min on CPU -> table + rank-list picture', {}),
     'adapt': (adapt_checkpoint, 'adapt a checkpoint to a new site from its unlabelled images (pseudo labels + mean teacher)',
-              dict(flags={'eval_csv': '--eval'}, choices={'method': ('mlt', 'dbscan', 'none')})),
+              dict(flags={'eval_csv': '--eval'}, choices={'method': ('cc', 'mlt', 'dbscan', 'none')})),
     'export': (export_model, 'export a checkpoint for deployment (ONNX, int8 ONNX, OpenVINO, TensorRT)',
                dict(flags={'fmt': '--format'}, choices={'fmt': _export_formats, 'precision': ('fp32', 'fp16', 'bf16', 'int8')})),
     'embed': (embed_images, 'embed a folder of images (or a CSV with a path column; or of tracks, --tracks) into a .npz', dict(positional=('src',))),

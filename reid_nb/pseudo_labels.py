@@ -18,7 +18,7 @@ from .rerank import jaccard_distance
 
 # %% auto #0
 __all__ = ['dbscan_labels', 'kmeans_labels', 'sinkhorn', 'transport_labels', 'cluster_quality', 'granularity_features',
-           'mix_features', 'mixed_jaccard', 'PseudoLabels', 'pseudo_labels']
+           'mix_features', 'mixed_jaccard', 'camera_normalise', 'PseudoLabels', 'pseudo_labels']
 
 # %% ../nbs/35_pseudo_labels.ipynb #e68cdbfb
 def dbscan_labels(dist:sp.spmatrix, # N×N sparse distances (stored entries are the only neighbours), e.g. `jaccard_distance`
@@ -158,6 +158,18 @@ def mixed_jaccard(feats:dict, # {'global': N×D, 'stripe0': ..., ...}
     sim = sim.tocoo()
     return sp.csr_matrix((np.clip(1 - sim.data, 0, 1), (sim.row, sim.col)), shape=sim.shape)
 
+# %% ../nbs/35_pseudo_labels.ipynb #116a0fe0
+def camera_normalise(feats:Tensor, # N×D features
+                     camids, # N camera ids (-1: unknown, one camera of its own)
+                    )->Tensor:
+    "Features with their camera's mean (of the normalised features) subtracted, normalised again."
+    f = F.normalize(torch.as_tensor(feats).float(), dim=1)
+    cams = torch.as_tensor(np.array(camids, np.int64))
+    if cams.shape != (len(f),): raise InputValueError(f"camera_normalise: {cams.numel()} camera ids for {len(f)} features")
+    _, inv = torch.unique(cams, return_inverse=True)
+    mean = torch.zeros(int(inv.max()) + 1, f.shape[1]).index_add_(0, inv, f) / torch.bincount(inv)[:, None].float()
+    return F.normalize(f - mean[inv], dim=1)
+
 # %% ../nbs/35_pseudo_labels.ipynb #456c5630
 @dataclass
 class PseudoLabels:
@@ -196,6 +208,7 @@ def pseudo_labels(feats:dict, # {'global': N×D, 'stripe0': ..., ...} from `gran
                   lam:float=25., # Sinkhorn λ ('mlt')
                   prior:str='uniform', # Sinkhorn column marginal: 'uniform' or 'size' (the K-means cluster sizes)
                   seed:int=0, # K-means initialisation
+                  camids=None, # N camera ids: cluster camera-normalised features (`camera_normalise`); None: the features as they are
                  )->PseudoLabels:
     "Pseudo label sets for one adaptation round (see the chapter text for the two methods)."
     t0 = time.time()
@@ -203,7 +216,8 @@ def pseudo_labels(feats:dict, # {'global': N×D, 'stripe0': ..., ...} from `gran
     if 'global' not in feats: raise InputValueError(f"pseudo_labels: feats need a 'global' entry, got {sorted(feats)}")
     if prior not in ('uniform', 'size'): raise InputValueError(f"pseudo_labels: prior={prior!r}; use 'uniform' or 'size'")
     g = feats['global']
-    if method == 'dbscan': dist = jaccard_distance(g, k1, k2)
+    if camids is not None: feats = {k: camera_normalise(v, camids) for k, v in feats.items()}   # for the distances only
+    if method == 'dbscan': dist = jaccard_distance(feats['global'], k1, k2)
     else: dist = mixed_jaccard(feats, part_weight, k1, k2)
     y = _compact(dbscan_labels(dist, eps, min_samples))
     C = int(y.max() + 1)
