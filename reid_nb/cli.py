@@ -600,12 +600,9 @@ def adapt_checkpoint(weights:str, # the source model: a reid_nb checkpoint (neve
     from reid_nb.data.datasets import from_csv
     from reid_nb.models import save_reid_model
     if not Path(weights).is_file(): raise CLIError(f"--weights {weights} is not a file")
-    out = Path(out); table_csv = out.with_suffix('.csv')
-    inputs = {Path(p).resolve(): flag for p, flag in ((weights, '--weights'), (target, '--target'), (eval_csv, '--eval')) if p}
-    for o in (out, table_csv):
-        if o.resolve() in inputs: raise CLIError(f"-o {out} would write {o}, which is the input {inputs[o.resolve()]}: choose another -o")
-    if not overwrite and (here := [str(o) for o in (out, table_csv) if o.exists()]):
-        raise CLIError(f"-o {out}: {' and '.join(here)} already exist{'s' if len(here) == 1 else ''}; pass --overwrite to replace, or choose another -o")
+    inputs = {'--weights': weights, '--target': target, '--eval': eval_csv}
+    out = _check_output(out, overwrite, inputs)
+    table_csv = _check_output(out.with_suffix('.csv'), overwrite, inputs, flag=f'-o {out} writes its table to')
     frame = _image_frame(target)
     eval_df = from_csv(eval_csv) if eval_csv else None
     if eval_df is not None and not {'query', 'gallery'} <= set(eval_df.split):
