@@ -59,7 +59,10 @@ def test_bad_input_is_one_line(setup):
         assert reid_nb('embed', d/'imgs', '--weights', d/'m.pth', '-o', d/'pt.npz', cache=cache).returncode == 0
         assert reid_nb('index', d/'pt.npz', '-o', d/'gal', cache=cache).returncode == 0
     q = str(df.path[0])
-    _one_line_error(reid_nb('search', q, '--gallery', d/'gal', '-k', 1000, cache=cache), 'k=1000 but the gallery holds')
+    p = reid_nb('search', q, '--gallery', d/'gal', '-k', 1000, cache=cache)           # more than the gallery: clamped, with a note
+    assert p.returncode == 0 and f"note: -k 1000 but {d/'gal'} holds {len(df)} images: showing all {len(df)}" in p.stdout, p.stdout[-500:] + p.stderr[-500:]
+    assert sum(' dist ' in l for l in p.stdout.splitlines()) == len(df)
+    _one_line_error(reid_nb('search', q, '--gallery', d/'gal', '-k', 0, cache=cache), '-k must be 1 or more')
     save_reid_model(d/'other.pth', build_model('osnet_x0_25').eval(), size=(64, 32))             # another model: 128-d
     _one_line_error(reid_nb('search', q, '--gallery', d/'gal', '--weights', d/'other.pth', cache=cache), 'dimension 128, the gallery 32')
     ck = load_checkpoint(d/'m.pth'); ck['build']['arch'] = 'resnet34'; del ck['reid_nb_version']  # a checkpoint of another architecture

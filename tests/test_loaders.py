@@ -6,6 +6,7 @@ import pytest
 import torch
 from reid_nb.data.synthetic import synthetic_reid
 from reid_nb.data.loaders import reid_dataloaders
+from reid_nb.core import InputFileError
 
 P, K = 4, 2
 
@@ -65,9 +66,8 @@ def test_truncated_image_names_file(frame, tmp_path):
 
 def test_missing_file_names_file(frame, tmp_path):
     df = frame.copy(); df.loc[df.index[df.split == 'gallery'][0], 'path'] = str(tmp_path/'nowhere.jpg')
-    dls = reid_dataloaders(df, size=(64, 32), bs=P*K, num_instances=K, num_workers=2)
-    with pytest.raises(OSError, match='nowhere.jpg'):
-        for _ in dls.gallery: pass
+    with pytest.raises(InputFileError, match=r'1 of \d+ image files do not exist, e.g. .*nowhere.jpg'):   # when the frame is checked, not at a batch
+        reid_dataloaders(df, size=(64, 32), bs=P*K, num_instances=K, num_workers=2)
 
 def test_learner_fit_with_workers(frame):
     from fastai.learner import Learner
