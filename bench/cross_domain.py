@@ -85,9 +85,11 @@ def label_quality(a):
 
 SETTINGS = {'none': ('none', {}), 'dbscan': ('dbscan', {}), 'mlt': ('mlt', {}),   # setting: (method, options)
             'cc': ('cc', dict(camera_norm=False, camera_proxies=False)), 'cc_camnorm': ('cc', dict(camera_norm=True, camera_proxies=False)),
-            'cc_proxies': ('cc', dict(camera_norm=False, camera_proxies=True)), 'cc_cam': ('cc', dict(camera_norm=True, camera_proxies=True))}
+            'cc_proxies': ('cc', dict(camera_norm=False, camera_proxies=True)), 'cc_cam': ('cc', dict(camera_norm=True, camera_proxies=True)),
+            'cc_cam_3x': ('cc', dict(camera_norm=True, camera_proxies=True, steps=360))}   # the defaults with 3x the steps: where it saturates
 NAMES = {'none': 'direct transfer', 'dbscan': 'DBSCAN baseline (tuned eps)', 'mlt': 'mixture (MLT-style)', 'cc': 'cluster contrast',
-         'cc_camnorm': 'cc + camera-normalised clustering', 'cc_proxies': 'cc + camera proxies', 'cc_cam': 'cc + camera-aware (both)'}
+         'cc_camnorm': 'cc + camera-normalised clustering', 'cc_proxies': 'cc + camera proxies', 'cc_cam': 'cc + camera-aware (both)',
+         'cc_cam_3x': 'cc + camera-aware, 3x the steps'}
 
 def assemble():
     import numpy as np
