@@ -411,6 +411,7 @@ def export_model(weights:str, # a reid_nb checkpoint (or a FastReID one with con
     export = EXPORTERS[fmt]   # an unknown format: one line listing the registered ones
     options = {k: v for k, v in dict(calib=calib, precision=precision, float_convs=float_convs).items() if v is not None}
     check_options(export, options, f"--format {fmt}")
+    if calib is not None and not Path(calib).is_dir(): raise CLIError(f"--calib {calib} is not a folder (of crops to calibrate on)")   # inputs first, then the output
     out = _check_output(out or weights.with_name(weights.stem + export.suffix), overwrite, {'--weights': weights, '--calib': calib})
     t0 = time.time()
     out = Path(export(weights, out, size=size, **options))

@@ -105,6 +105,7 @@ def _fastreid_model(cfg_file, opts, num_classes=7):
     from fastreid.config import get_cfg
     from fastreid.modeling import build_model
     cfg = get_cfg(); cfg.merge_from_file(str(CONFIGS/cfg_file))
+    torch.manual_seed(0)   # the same random weights every run
     cfg.merge_from_list(['MODEL.BACKBONE.PRETRAIN', False, 'MODEL.DEVICE', 'cpu',
                          'MODEL.HEADS.NUM_CLASSES', num_classes] + opts)
     with warnings.catch_warnings():
@@ -130,7 +131,7 @@ def test_fastreid_checkpoint(name, tmp_path):
             x = torch.rand(2, 3, *size)                                   # RGB in [0, 1]: reid_nb's input
             with torch.no_grad(): want, got = ref(x.clone() * 255), model(x)  # FastReID's input: RGB in [0, 255]
             assert got.shape == want.shape, (got.shape, want.shape)
-            assert rel_err(got, want) < 1e-4, (name, config, size, rel_err(got, want))
+            assert rel_err(got, want) < 5e-4, (name, config, size, rel_err(got, want))   # float32 noise through a random deep net reaches ~2e-4; a wrong mapping gives O(1)
 
 # ---------------------------------------------------------------------------------------------
 # torchreid checkpoints
