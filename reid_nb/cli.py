@@ -493,9 +493,9 @@ def build_gallery(feats:str, # a .npz written by `reid-nb embed`
                   overwrite:bool=False, # replace an existing gallery in OUT
                  ):
     "Index the features of `feats` and save the gallery to `out`; returns the `Gallery` (a `MilvusGallery` for --backend milvus)."
-    from reid_nb.gallery import Gallery
-    if not re.match(r'^[A-Za-z][A-Za-z0-9+.-]*://', str(out)):   # a server's collection: MilvusGallery refuses to replace it unless --overwrite
-        _check_output(out, overwrite, {'FEATS': feats}, folder=backend != 'milvus')
+    from reid_nb.gallery import Gallery, gallery_backend
+    where = gallery_backend(out)   # 'faiss' (a folder), a file suffix ('.db'), or a URI scheme, whose collection MilvusGallery guards
+    if where == 'faiss' or where.startswith('.'): _check_output(out, overwrite, {'FEATS': feats}, folder=backend != 'milvus' or Path(out).is_dir())   # milvus-lite may keep its .db as a folder
     d = _read_feats(feats)
     t0 = time.time()
     if backend == 'milvus':

@@ -149,6 +149,7 @@ class MilvusGallery:
         g = cls.__new__(cls); g._open(target, collection, token)
         if not g.client.has_collection(collection) or not g.client.has_collection(g._meta_name):
             raise InputFileError(f"{target} holds no reid_nb gallery (no collection {collection!r} with its {g._meta_name!r})")
+        for c in (collection, g._meta_name): g.client.load_collection(c)   # a new process finds them released
         rows = g.client.query(g._meta_name, filter='id == 0', output_fields=['info'])
         try: g.info = json.loads(rows[0]['info'])
         except (IndexError, KeyError, ValueError): raise InputFileError(f"{target}: the gallery's settings ({g._meta_name}) are missing or damaged") from None

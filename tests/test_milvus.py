@@ -2,7 +2,7 @@
 crops embedded by the Market-proxy model; tools/make_embeddings_fixture.py says how), a milvus-lite FLAT collection
 returns the ids and distances of faiss's exact search (`Gallery(index='flat')`), with and without exclusions, after
 removals, and after the file is closed and opened again."""
-import json
+import json, subprocess, sys
 from pathlib import Path
 import numpy as np
 import pytest
@@ -62,3 +62,16 @@ def test_remove_and_reopen(data, galleries):
     assert isinstance(again, MilvusGallery) and (len(again), again.meta, again.next_id) == (len(fg), dict(source='market_emb10k'), 9_900)
     same(again.search(f[:NQ], K, exclude='same_camera', q_camids=c[:NQ]), fg.search(f[:NQ], K, exclude='same_camera', q_camids=c[:NQ]))
     again.close()
+
+def test_a_new_process_opens_and_searches(data, tmp_path):
+    "Written by one process, searched by the next (whose collections start released), as `reid-nb index` then `search` do."
+    f = data[0]
+    path, n = tmp_path/'small.db', 500
+    load = f"import json, numpy as np; f = np.load({str(FIX)!r})['feats'][:{n}].astype(np.float32); "
+    runs = [load + f"from reid_nb.milvus import MilvusGallery; g = MilvusGallery({str(path)!r}, 128, index='flat'); g.add(f); g.save(); g.close()",
+            load + f"from reid_nb.gallery import open_gallery; print(json.dumps(open_gallery({str(path)!r}).search(f[:5], {K}).ids.tolist()))"]
+    for code in runs:
+        r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+    fg = Gallery(128, 'flat'); fg.add(f[:n])
+    assert (np.array(json.loads(r.stdout.splitlines()[-1])) == fg.search(f[:5], K).ids).mean() > 0.95
